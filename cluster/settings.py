@@ -1,0 +1,59 @@
+"""Where things run: the embedded default, or a cluster named by the environment or a profile file.
+
+Order of precedence: environment variables, then the profile written by `conductor cluster up`
+(runs/cluster/profile.json), then the embedded default (nothing to start by hand).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV = {
+    "ray_address": "CONDUCTOR_RAY_ADDRESS",
+    "dask_address": "CONDUCTOR_DASK_ADDRESS",
+    "prefect_api_url": "PREFECT_API_URL",
+    "optuna_storage": "CONDUCTOR_OPTUNA_STORAGE",
+}
+
+
+def home() -> Path:
+    """Root of everything conductor writes: runs/ in the working directory, or CONDUCTOR_HOME."""
+    return Path(os.environ.get("CONDUCTOR_HOME", "runs")).absolute()
+
+
+def profile_path() -> Path:
+    return home() / "cluster" / "profile.json"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    ray_address: str | None = None
+    dask_address: str | None = None
+    prefect_api_url: str | None = None
+    optuna_storage: str | None = None
+    source: str = "embedded"  # embedded | profile | environment
+
+    @property
+    def embedded(self) -> bool:
+        return not (self.ray_address or self.dask_address or self.prefect_api_url)
+
+    def default_storage(self) -> str:
+        return self.optuna_storage or f"sqlite:///{self.home / 'optuna.db'}"
+
+
+def load_settings() -> Settings:
+    values: dict[str, str | None] = {}
+    source = "embedded"
+    prof = profile_path()
+    if prof.is_file():
+        data = json.loads(prof.read_text())
+        values.update({k: data.get(k) for k in ENV})
+        source = "profile"
+    for key, var in ENV.items():
+        if os.environ.get(var):
+            values[key] = os.environ[var]
+            source = "environment"
+    return Settings(home=home(), source=source, **values)

@@ -1,0 +1,119 @@
+"""`conductor`: one spec, one command. Every user error is one `error: ...` line and exit code 2."""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+    help="Run deep-learning experiments from one spec file: Prefect flows, Dask preprocessing, "
+         "Ray Train, Optuna sweeps, W&B tracking. See experiments/ for specs.",
+)
+STATE = {"debug": False}
+
+
+@app.callback()
+def _root(debug: Annotated[bool, typer.Option("--debug", help="show tracebacks of errors")] = False):
+    STATE["debug"] = debug or os.environ.get("CONDUCTOR_DEBUG") == "1"
+
+
+def user_errors(fn):
+    """Turn UserError (and unreadable input) into `error: ...` + exit 2; other failures exit 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from tasks.errors import UserError
+
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except UserError as e:
+            if STATE["debug"]:
+                traceback.print_exc()
+            print(f"error: {e}", file=sys.stderr)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            raise typer.Exit(130) from None
+        except Exception as e:  # noqa: BLE001 - a failure of ours: say what it was, keep the exit code apart
+            if STATE["debug"]:
+                traceback.print_exc()
+            cause = _root_cause(e)
+            print(f"failed: {type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}"
+                  " (--debug shows the traceback)", file=sys.stderr)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _root_cause(e: BaseException) -> BaseException:
+    from tasks.errors import UserError
+
+    seen = e
+    while seen.__cause__ is not None and not isinstance(seen, UserError):
+        seen = seen.__cause__
+    return seen
+
+
+def _print_summary(summary: dict, as_json: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=as_json)
+    table = Table(title=f"{summary['name']} · {summary.get('run_id', '')}", show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in summary["metrics"].items():
+        table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+    console.print(table)
+    console.print(f"run directory  {summary['run_dir']}")
+    wb = summary.get("wandb") or {}
+    if wb.get("run_dir"):
+        hint = "  (upload later: wandb sync " + wb["run_dir"] + ")" if wb.get("mode") == "offline" else ""
+        console.print(f"W&B ({wb.get('mode')})  {wb['run_dir']}{hint}")
+    console.print(f"took {summary['duration_s']:.1f}s")
+    if as_json:
+        print(json.dumps(summary, default=str), flush=True)
+
+
+@app.command()
+@user_errors
+def run(
+    spec: Annotated[Path, typer.Argument(help="experiment spec (YAML), e.g. experiments/digits-cnn.yaml")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a spec key: --set train.lr=0.01 (repeatable)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON summary as the last stdout line")] = False,
+):
+    """Run the pipeline: preprocess (Dask) → train (Ray Train) → evaluate → register a run directory."""
+    t0 = time.perf_counter()
+    from tasks.spec import load_spec
+
+    spec_obj = load_spec(spec, set_ or [])
+    from tasks.preprocess import check_source
+
+    check_source(spec_obj.data)  # a missing file or column fails here, before any engine starts
+    print(f"conductor run {spec_obj.name}: model {spec_obj.model.name} on {spec_obj.data.source}", file=sys.stderr)
+    from flows.pipeline import quiet_prefect_console, run_pipeline
+
+    if not STATE["debug"]:
+        quiet_prefect_console()
+    summary = run_pipeline(spec_obj)
+    summary["duration_s"] = time.perf_counter() - t0
+    summary["timings"]["total_s"] = summary["duration_s"]
+    _print_summary(summary, as_json)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""What every model family shares: the constructor signature, the task heads and `loss(batch)`."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+SUPERVISED_TASKS = ("classification", "regression", "forecasting")
+
+
+class Params(BaseModel):
+    """Hyperparameters of a family; unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Model(nn.Module):
+    """A model sees flat float rows `x` (B, D) and reshapes them to `input_shape` itself.
+
+    `forward(x)` gives raw outputs, `predict(x)` gives what a user wants back (class
+    probabilities or values), `loss(batch)` gives `(loss, metrics)` so the training loop never
+    branches on the model type.
+    """
+
+    Params = Params
+    tasks: tuple[str, ...] = SUPERVISED_TASKS
+
+    def __init__(self, input_shape, output_dim: int, task: str, params: Params,
+                 class_weight: list[float] | None = None):
+        super().__init__()
+        if task not in self.tasks:
+            raise ValueError(f"model {type(self).__name__} does not do task {task!r}; it does {list(self.tasks)}")
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.output_dim = int(output_dim)
+        self.task = task
+        self.params = params
+        weight = torch.tensor(class_weight, dtype=torch.float32) if class_weight else None
+        self.register_buffer("class_weight", weight, persistent=False)
+
+    @property
+    def in_features(self) -> int:
+        n = 1
+        for s in self.input_shape:
+            n *= s
+        return n
+
+    def shaped(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0], *self.input_shape)
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        out = self(x)
+        if self.task == "classification":
+            return out.softmax(dim=-1)
+        return out
+
+    def loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        out = self(batch["x"])
+        y = batch["y"]
+        if self.task == "classification":
+            loss = F.cross_entropy(out, y.long().view(-1), weight=self.class_weight)
+            acc = (out.argmax(-1) == y.long().view(-1)).float().mean()
+            return loss, {"loss": loss.detach(), "accuracy": acc.detach()}
+        loss = F.mse_loss(out, y.view_as(out).float())
+        return loss, {"loss": loss.detach()}
+
+
+def activation(name: str) -> nn.Module:
+    return {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU}[name]()

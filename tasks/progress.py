@@ -1,0 +1,65 @@
+"""Live progress from a Ray worker to the console: rank 0 appends JSON lines, the driver follows them.
+
+Ray's own log forwarding carries every INFO line of Ray Train and Ray Data with it; a file of our
+own carries only what a user wants to see while training runs.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+
+def append(path: str | Path | None, record: dict) -> None:
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def format_row(prefix: str, row: dict, epochs: int) -> str:
+    keys = [k for k in row if k not in ("epoch", "epoch_seconds") and isinstance(row[k], float)]
+    shown = "  ".join(f"{k} {row[k]:.4f}" for k in keys)
+    return f"{prefix} epoch {row['epoch']:>3}/{epochs}  {shown}  ({row.get('epoch_seconds', 0):.1f}s)"
+
+
+class Follower:
+    """Prints each new record of a progress file on stderr until stopped."""
+
+    def __init__(self, path: Path, render, out=None, interval: float = 0.3):
+        self.path, self.render, self.out, self.interval = Path(path), render, out or sys.stderr, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._pos = 0
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.touch()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._drain()
+        self.path.unlink(missing_ok=True)
+
+    def _drain(self):
+        try:
+            with open(self.path) as f:
+                f.seek(self._pos)
+                while line := f.readline():
+                    if not line.endswith("\n"):
+                        break
+                    self._pos = f.tell()
+                    text = self.render(json.loads(line))
+                    if text:
+                        print(text, file=self.out, flush=True)
+        except FileNotFoundError:
+            pass
+
+    def _run(self):
+        while not self._stop.is_set():
+            self._drain()
+            time.sleep(self.interval)

@@ -1,0 +1,84 @@
+"""W&B tracking: offline unless the user is logged in, secrets never in configs, and a reader for tests."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential)", re.I)
+
+
+def redact(obj):
+    """Drop values whose key looks like a secret, at any depth."""
+    if isinstance(obj, dict):
+        return {k: ("<redacted>" if SECRET_KEY.search(str(k)) else redact(v)) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [redact(v) for v in obj]
+    return obj
+
+
+def logged_in() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    return netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+
+
+def resolve_mode(spec_mode: str, warn=lambda msg: print(msg, file=sys.stderr)) -> str:
+    """WANDB_MODE wins over the spec; online without credentials falls back to offline (no 90 s hang)."""
+    mode = os.environ.get("WANDB_MODE") or spec_mode
+    if mode == "dryrun":
+        mode = "offline"
+    if mode == "online" and not logged_in():
+        warn("warning: W&B mode is online but no API key is set (WANDB_API_KEY or `wandb login`); logging offline")
+        mode = "offline"
+    return mode
+
+
+def start(project: str, mode: str, home: Path, name: str, group: str, config: dict, job_type: str = "train",
+          entity: str | None = None, tags: list[str] | None = None):
+    """Open a run whose files land in home/wandb/; returns the run (or None when disabled)."""
+    if mode == "disabled":
+        return None
+    import wandb
+
+    os.environ.setdefault("WANDB_SILENT", "true")
+    os.environ.setdefault("WANDB_CACHE_DIR", str(home / "wandb" / ".cache"))
+    os.environ.setdefault("WANDB_DATA_DIR", str(home / "wandb" / ".data"))
+    os.environ.setdefault("WANDB_CONFIG_DIR", str(home / "wandb" / ".config"))
+    (home / "wandb").mkdir(parents=True, exist_ok=True)
+    return wandb.init(
+        project=project, entity=entity, mode=mode, dir=str(home), name=name, group=group, job_type=job_type,
+        config=redact(config), tags=tags, reinit="create_new",
+        settings=wandb.Settings(console="off", x_disable_stats=True, x_disable_meta=True),
+    )
+
+
+def run_dir(run) -> str | None:
+    """The run's own directory (offline-run-.../ under home/wandb)."""
+    if run is None:
+        return None
+    return str(Path(run.dir).parent)
+
+
+def read_run(path: str | Path) -> dict:
+    """Read an offline run back from its .wandb file: config, summary, state, name, group, history."""
+    exe = Path(sys.executable).parent / "wandb"
+    cmd = [str(exe) if exe.exists() else "wandb", "leet", "inspect", "--json", str(path)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=60).stdout
+    summary_cmd = cmd[:3] + ["--summary", "--json", str(path)]
+    summary = json.loads(subprocess.run(summary_cmd, capture_output=True, text=True, check=True, timeout=60).stdout)
+    history, group = [], None
+    for line in out.splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if rec.get("type") == "history":
+            history.append(rec["history"]["item"])
+        elif rec.get("type") == "run":
+            group = rec["run"].get("run_group")
+    return {**summary, "group": group, "history": history}
