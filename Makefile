@@ -1,5 +1,7 @@
 # conductor — every recipe is a one-liner; the logic lives in Python.
 SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+QUIET := 2>&1 | (grep -v "is ignored" || true)
 PY_SYS ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -20,9 +22,9 @@ install: $(STAMP) ## make .venv: torch (CPU build; TORCH=... overrides) first, t
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PY_SYS) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
-	$(PY) -m pip install -q "$(TORCH)" 2>&1 | grep -v "is ignored" || true
-	$(PY) -m pip install -q -e ".[dev]" "$(TORCH)" 2>&1 | grep -v "is ignored" || true
+	$(PY) -m pip install -q --upgrade pip $(QUIET)
+	$(PY) -m pip install -q "$(TORCH)" $(QUIET)
+	$(PY) -m pip install -q -e ".[dev]" "$(TORCH)" $(QUIET)
 	$(PY) -c "import torch, ray, prefect, prefect_dask, dask.distributed, optuna, wandb, flows" && touch $(STAMP)
 
 run: install ## run the main job: experiments/digits-cnn.yaml (SPEC=... overrides) end to end

@@ -67,7 +67,8 @@ def train_task(spec: Spec, prep_dir: str, stage: str, home: str, run_id: str, wa
         trained = train_on_ray(spec, prepared, Path(stage), Path(home), run_name=f"{spec.name}-{run_id}",
                                wandb_mode=wandb_mode, progress_path=str(progress))
     return {"metrics": trained.metrics, "progress": trained.progress.to_dict(), "wandb": trained.wandb,
-            "workers": trained.workers, "seconds": trained.seconds, "note": trained.note}
+            "workers": trained.workers, "seconds": trained.seconds, "note": trained.note,
+            "eval_seconds": trained.eval_seconds}
 
 
 @task(name="register")
@@ -108,6 +109,7 @@ def pipeline(spec: dict, run_id: str | None = None) -> dict:
     hist = trained["progress"]["history"]
     timings["train_s"] = trained["seconds"]
     timings["epochs_s"] = sum(r.get("epoch_seconds", 0.0) for r in hist)
+    timings["evaluate_s"] = trained["eval_seconds"]
     timings["flow_s"] = time.perf_counter() - t0
     metrics = register.final_metrics(trained["metrics"], hist, trained["progress"]["best_epoch"],
                                      trained["progress"]["stopped"])

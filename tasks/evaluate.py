@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import matplotlib
@@ -170,6 +171,7 @@ def plot_grid(images: np.ndarray, hw: tuple[int, int], path: Path, title: str, c
 def evaluate(model, test_batches, state: dict, history: list[dict], out_dir: Path, device="cpu",
              seed: int = 0) -> dict:
     """Score the test split and write predictions.parquet, plots/*.png and eval.json into out_dir."""
+    t0 = time.perf_counter()
     out_dir = Path(out_dir)
     plots = out_dir / "plots"
     plots.mkdir(parents=True, exist_ok=True)
@@ -214,6 +216,6 @@ def evaluate(model, test_batches, state: dict, history: list[dict], out_dir: Pat
             files.append(plot_importance(importance, MAIN_METRIC[task], plots / "permutation_importance.png"))
     frame.to_parquet(out_dir / "predictions.parquet", index=False)
     result = {"metrics": {f"test/{k}": v for k, v in test.items()}, "importance": importance,
-              "plots": [f"plots/{f}" for f in files]}
+              "plots": [f"plots/{f}" for f in files], "seconds": time.perf_counter() - t0}
     (out_dir / "eval.json").write_text(json.dumps(result, indent=1))
     return result

@@ -216,6 +216,7 @@ class Trained:
     workers: int = 0
     seconds: float = 0.0
     note: str = ""
+    eval_seconds: float = 0.0
 
 
 def train_on_ray(spec: Spec, prepared: Prepared, out_dir: Path, home: Path, run_name: str,
@@ -276,4 +277,6 @@ def train_on_ray(spec: Spec, prepared: Prepared, out_dir: Path, home: Path, run_
     prog = Progress(**json.loads((out_dir / "progress.json").read_text()))
     evald = json.loads((out_dir / "eval.json").read_text())
     wb = json.loads((out_dir / "wandb.json").read_text()) if (out_dir / "wandb.json").exists() else {"mode": "disabled", "run_dir": None}
-    return Trained(out_dir, evald["metrics"], prog, wb, plan.workers, time.perf_counter() - t0, plan.note)
+    trained = Trained(out_dir, evald["metrics"], prog, wb, plan.workers, time.perf_counter() - t0, plan.note)
+    trained.eval_seconds = evald.get("seconds", 0.0)
+    return trained

@@ -1,0 +1,74 @@
+"""Session-wide set-up: one CONDUCTOR_HOME, and (for integration tests) Ray, Dask and Prefect once."""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_HOME = Path(tempfile.mkdtemp(prefix="conductor-test-"))
+# Set before anything imports prefect or wandb: every test and subprocess writes under this home.
+os.environ.setdefault("CONDUCTOR_HOME", str(_HOME / "runs"))
+os.environ.setdefault("PREFECT_HOME", str(_HOME / "prefect"))
+os.environ.setdefault("WANDB_DIR", str(_HOME))
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.pop("PREFECT_API_URL", None)
+for var in ("CONDUCTOR_RAY_ADDRESS", "CONDUCTOR_DASK_ADDRESS", "CONDUCTOR_OPTUNA_STORAGE"):
+    os.environ.pop(var, None)
+
+
+@pytest.fixture(scope="session")
+def home() -> Path:
+    return Path(os.environ["CONDUCTOR_HOME"])
+
+
+@pytest.fixture(scope="session")
+def engines(home):
+    """Real Ray (2 CPUs, token auth as shipped), a Dask LocalCluster and a Prefect test server, once."""
+    from cluster.connect import ensure_ray, quiet_env
+
+    quiet_env()
+    from distributed import LocalCluster
+    from prefect.testing.utilities import prefect_test_harness
+
+    from cluster.settings import load_settings
+
+    ensure_ray(load_settings(), num_cpus=2)
+    dask_cluster = LocalCluster(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None)
+    os.environ["CONDUCTOR_DASK_ADDRESS"] = dask_cluster.scheduler_address
+    with prefect_test_harness(server_startup_timeout=120):
+        from flows.pipeline import quiet_prefect_console
+
+        quiet_prefect_console()
+        yield {"dask": dask_cluster.scheduler_address}
+    os.environ.pop("CONDUCTOR_DASK_ADDRESS", None)
+    dask_cluster.close()
+    import ray
+
+    ray.shutdown()
+
+
+def run_cli(*args, env: dict | None = None, timeout: int = 900, cwd: Path = ROOT):
+    """`python -m flows ARGS` as a subprocess (the console script's code path)."""
+    import subprocess
+
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("CONDUCTOR_DASK_ADDRESS", None)
+    return subprocess.run([sys.executable, "-m", "flows", *map(str, args)], capture_output=True, text=True,
+                          env=full_env, timeout=timeout, cwd=cwd)
+
+
+def write_spec(path: Path, spec: dict) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def tree(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*")) if path.exists() else []

@@ -1,0 +1,75 @@
+"""`conductor run` as a user runs it: a subprocess, the JSON summary, the run directory, the exit codes."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, run_cli, tree, write_spec
+
+pytestmark = pytest.mark.e2e
+
+
+def test_digits_cnn_reaches_097(tmp_path):
+    home = tmp_path / "runs"
+    proc = run_cli("run", ROOT / "experiments" / "digits-cnn.yaml", "--json", env={"CONDUCTOR_HOME": str(home)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    for key in ("name", "run_dir", "metrics", "wandb", "duration_s"):
+        assert key in summary
+    assert summary["name"] == "digits-cnn"
+    assert summary["metrics"]["test/accuracy"] >= 0.97, summary["metrics"]
+    run_dir = Path(summary["run_dir"])
+    assert run_dir.parent == home / "digits-cnn"
+    files = set(tree(run_dir))
+    assert {"spec.yaml", "metrics.json", "model.pt", "model.json", "preprocessor.json", "report.html",
+            "plots/learning_curves.png", "plots/confusion_matrix.png"} <= files
+    assert summary["wandb"]["mode"] == "offline" and Path(summary["wandb"]["run_dir"]).is_dir()
+    assert "epoch" in proc.stderr  # progress while it trains
+    assert "test/accuracy" in proc.stdout  # the summary table
+    saved = yaml.safe_load((run_dir / "spec.yaml").read_text())
+    assert saved["model"]["name"] == "cnn"
+
+
+BAD_SPECS = {
+    "unknown key": ({"train": {"epochz": 3}}, "train.epochz: unknown key"),
+    "wrong type": ({"train": {"epochs": "ten"}}, "train.epochs"),
+    "bad value": ({"train": {"optimizer": "adagrad"}}, "train.optimizer"),
+    "unknown model": ({"model": {"name": "gpt"}}, "unknown model 'gpt'"),
+    "missing column": ({"data": {"source": "builtin:digits", "target": "digit"}}, "data.target: column 'digit' not found"),
+    "missing file": ({"data": {"source": "nowhere/*.csv", "target": "y"}}, "data.source: no file matches"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_SPECS))
+def test_bad_input_is_one_line_exit_2_nothing_written(case, tmp_path):
+    change, expected = BAD_SPECS[case]
+    spec = {"name": "bad", "data": {"source": "builtin:digits", "target": "label"}, "model": {"name": "mlp"}}
+    for section, values in change.items():
+        spec[section] = {**spec.get(section, {}), **values}
+    path = write_spec(tmp_path / "bad.yaml", spec)
+    home = tmp_path / "runs"
+    proc = run_cli("run", path, env={"CONDUCTOR_HOME": str(home)}, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], proc.stderr
+    assert not home.exists()
+
+
+def test_bad_override_and_missing_spec(tmp_path):
+    home = tmp_path / "runs"
+    proc = run_cli("run", ROOT / "experiments" / "digits-cnn.yaml", "--set", "train.lr=-1",
+                   env={"CONDUCTOR_HOME": str(home)}, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and "train.lr" in proc.stderr
+    proc = run_cli("run", tmp_path / "nope.yaml", env={"CONDUCTOR_HOME": str(home)}, timeout=120)
+    assert proc.returncode == 2 and "not found" in proc.stderr
+    assert not home.exists()
+
+
+def test_help_explains_commands():
+    proc = run_cli("--help", timeout=120)
+    assert proc.returncode == 0 and "run" in proc.stdout
+    proc = run_cli("run", "--help", timeout=120)
+    assert proc.returncode == 0 and "--set" in proc.stdout and "--json" in proc.stdout
