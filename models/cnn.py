@@ -29,7 +29,8 @@ class CNN(Model):
         c, h, w = self.input_shape
         blocks = []
         for out_c in p.channels:
-            blocks += [nn.Conv2d(c, out_c, p.kernel_size, padding=p.kernel_size // 2), activation(p.activation)]
+            # "same" keeps H x W for even kernels too (k // 2 grew them by one and broke the head's size)
+            blocks += [nn.Conv2d(c, out_c, p.kernel_size, padding="same"), activation(p.activation)]
             if min(h, w) >= 2:  # pool while there is room: 8x8 -> 4x4 -> 2x2
                 blocks.append(nn.MaxPool2d(2))
                 h, w = h // 2, w // 2

@@ -40,6 +40,7 @@ class LogisticRegression(Model):
         weight = None
         if self.class_weight is not None:
             weight = self.class_weight[y.long()]
+            weight = weight / weight.mean()  # Σ w_i l_i / Σ w_i, as F.cross_entropy(weight=...) does
         loss = F.binary_cross_entropy_with_logits(logit, y, weight=weight)
         acc = ((logit > 0).float() == y).float().mean()
         return loss, {"loss": loss.detach(), "accuracy": acc.detach()}
