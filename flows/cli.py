@@ -64,11 +64,11 @@ def _root_cause(e: BaseException) -> BaseException:
     return seen
 
 
-def _print_summary(summary: dict, as_json: bool) -> None:
+def _print_summary(summary: dict, as_json: bool, console=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(stderr=as_json)
+    console = console or Console(stderr=as_json)
     table = Table(title=f"{summary['name']} · {summary.get('run_id', '')}", show_header=True)
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -109,6 +109,93 @@ def run(
     summary["duration_s"] = time.perf_counter() - t0
     summary["timings"]["total_s"] = summary["duration_s"]
     _print_summary(summary, as_json)
+
+
+@app.command()
+@user_errors
+def sweep(
+    spec: Annotated[Path, typer.Argument(help="experiment spec with a sweep: section")],
+    trials: Annotated[int | None, typer.Option("--trials", help="trials to finish (COMPLETE or PRUNED); default sweep.trials")] = None,
+    parallel: Annotated[int | None, typer.Option("--parallel", help="trials training at once on Ray; default sweep.parallel")] = None,
+    study: Annotated[str | None, typer.Option("--study", help="Optuna study name; default the spec's name")] = None,
+    storage: Annotated[str | None, typer.Option("--storage", help="Optuna storage URL; default CONDUCTOR_OPTUNA_STORAGE or sqlite:///runs/optuna.db")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue an existing study: failed and interrupted trials are retried")] = False,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a spec key: --set train.epochs=10 (repeatable)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON summary as the last stdout line")] = False,
+):
+    """Hyperparameter sweep: Optuna trials as parallel Ray Train runs, pruning, crash-safe resume."""
+    t0 = time.perf_counter()
+    from tasks.spec import load_spec
+    from tasks.sweep_objective import check_space
+
+    spec_obj = load_spec(spec, set_ or [])
+    check_space(spec_obj)
+    if trials is not None and trials < 1 or parallel is not None and parallel < 1:
+        from tasks.errors import UserError
+
+        raise UserError("--trials and --parallel must be at least 1")
+    from tasks.preprocess import check_source
+
+    check_source(spec_obj.data)
+    if storage:
+        os.environ["CONDUCTOR_OPTUNA_STORAGE"] = storage  # read inside the flow; never a flow parameter
+    from cluster.settings import load_settings
+    from tasks.sweep_objective import make_storage, redact_url
+
+    url = load_settings().default_storage()
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    make_storage(url, heartbeat=False)  # an unreachable database fails here, before any engine starts
+    print(f"conductor sweep {spec_obj.name}: {trials or spec_obj.sweep.trials} trials, "
+          f"{parallel or spec_obj.sweep.parallel} at a time, storage {redact_url(url)}", file=sys.stderr)
+    from flows.pipeline import quiet_prefect_console
+    from flows.sweep import run_sweep
+
+    if not STATE["debug"]:
+        quiet_prefect_console()
+    summary = run_sweep(spec_obj, study, trials, parallel, resume)
+    summary["duration_s"] = time.perf_counter() - t0
+    _print_sweep(summary, as_json)
+
+
+def _print_sweep(summary: dict, as_json: bool) -> None:
+    from rich.console import Console
+
+    console = Console(stderr=as_json)
+    t = summary["trials"]
+    console.print(f"study {summary['study']} ({summary['storage']}): {t['complete']} complete, "
+                  f"{t['pruned']} pruned, {t['failed']} failed")
+    if summary.get("interrupted"):
+        console.print("stopped early: continue with --resume")
+    if summary.get("best"):
+        b = summary["best"]
+        console.print(f"best trial {b['trial']}: {b['value']:.4f}  {b['params']}")
+        _print_summary({**summary, "run_id": Path(summary["run_dir"]).name}, as_json=False, console=console)
+    else:
+        console.print(f"took {summary['duration_s']:.1f}s")
+    if as_json:
+        print(json.dumps(summary, default=str), flush=True)
+
+
+@app.command()
+@user_errors
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory: runs/<name>/<run-id>")],
+    input_path: Annotated[str, typer.Argument(metavar="INPUT", help="raw rows: CSV/Parquet path, glob or fsspec URL")],
+    out: Annotated[Path, typer.Option("--out", help="where to write predictions (.csv or .parquet)")],
+    id_column: Annotated[str | None, typer.Option("--id", help="input column to carry next to each prediction")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON summary as the last stdout line")] = False,
+):
+    """Apply a run's saved preprocessor and model to new rows (on Dask); writes labels and probabilities or values."""
+    t0 = time.perf_counter()
+    from tasks.predict import predict as run_predict
+
+    summary = run_predict(run_dir, input_path, out, id_column)
+    summary["duration_s"] = time.perf_counter() - t0
+    print(f"wrote {summary['rows']} predictions to {summary['out']} in {summary['duration_s']:.1f}s",
+          file=sys.stderr if as_json else sys.stdout)
+    if as_json:
+        print(json.dumps(summary))
 
 
 def main() -> None:

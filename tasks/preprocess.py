@@ -152,7 +152,10 @@ def check_columns(columns: list[str], dtypes: dict, data: Data) -> tuple[list[st
         raise UserError(f"data.target: column {data.target!r} not found in {where}; columns are {columns}")
     if data.time_column and data.time_column not in columns:
         raise UserError(f"data.time_column: column {data.time_column!r} not found in {where}; columns are {columns}")
-    exclude = {data.time_column}
+    unknown = [c for c in data.drop if c not in columns]
+    if unknown:
+        raise UserError(f"data.drop: columns {unknown} not found in {where}; columns are {columns}")
+    exclude = {data.time_column, *data.drop}
     if data.task != "forecasting":
         exclude.add(data.target)
     if data.features is not None:

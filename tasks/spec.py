@@ -43,6 +43,7 @@ class Data(Strict):
     task: Literal["classification", "regression", "forecasting", "generative"] = "classification"
     target: str | None = None
     features: list[str] | None = None
+    drop: list[str] = []  # columns to leave out when features is null (ids, leaky columns, a generative set's labels)
     shape: list[int] | None = None
     time_column: str | None = None
     window: int = Field(default=12, ge=1)
@@ -116,8 +117,10 @@ class Tracking(Strict):
 
 
 class Dimension(Strict):
-    low: float | None = None
-    high: float | None = None
+    """A float range, an int range (low and high written as integers), or a list of choices."""
+
+    low: int | float | None = None
+    high: int | float | None = None
     log: bool = False
     step: float | None = None
     choices: list[Any] | None = None

@@ -145,7 +145,9 @@ def fit(net: nn.Module, model: nn.Module, train_batches: Callable[[int], Iterabl
         monitor = row.get("val/loss", row["train/loss"])
         progress.epoch += 1
         progress.history.append(row)
-        improved = monitor < progress.best - min_delta
+        # With early stopping the best epoch's weights are kept; without it, the last epoch's (a linear
+        # model trained to convergence is then the least-squares fit, not an early-stopped one).
+        improved = monitor < progress.best - min_delta if patience else True
         if improved:
             progress.best, progress.best_epoch, progress.bad_epochs = monitor, progress.epoch, 0
             best_state = copy.deepcopy(model.state_dict())

@@ -62,23 +62,36 @@ def plan_workers(requested: int, use_gpu, cpus: float, gpus: float, share: int =
     return Plan(workers, cpu, gpu, note)
 
 
+def to_tensors(b: dict, n_x: int, task: str) -> dict:
+    """A numpy batch of Parquet columns (x0.., y or y0.., __row__) → tensors x (B, D), y, row."""
+    x = np.stack([b[f"x{i}"] for i in range(n_x)], axis=1).astype("float32", copy=False)
+    out = {"x": torch.from_numpy(np.ascontiguousarray(x)), "row": torch.from_numpy(np.asarray(b[ROW], dtype="int64"))}
+    ycols = sorted((k for k in b if k == "y" or (k.startswith("y") and k[1:].isdigit())), key=lambda k: (len(k), k))
+    if ycols:
+        if task == "classification":
+            out["y"] = torch.from_numpy(np.asarray(b["y"], dtype="int64"))
+        else:
+            out["y"] = torch.from_numpy(np.stack([b[k] for k in ycols], axis=1).astype("float32"))
+    return out
+
+
 def _batches(shard, n_x: int, task: str, batch_size: int, shuffle_seed: int | None = None):
-    """Ray Data numpy batches → dicts of tensors: x (B, D), y, row."""
+    """Ray Data numpy batches → dicts of tensors."""
     kwargs = {"batch_size": batch_size, "batch_format": "numpy", "drop_last": False}
     if shuffle_seed is not None:
         kwargs.update(local_shuffle_buffer_size=4 * batch_size, local_shuffle_seed=shuffle_seed)
-    ycols = None
     for b in shard.iter_batches(**kwargs):
-        x = np.stack([b[f"x{i}"] for i in range(n_x)], axis=1).astype("float32", copy=False)
-        out = {"x": torch.from_numpy(x), "row": torch.from_numpy(b[ROW].astype("int64"))}
-        if ycols is None:
-            ycols = sorted((k for k in b if k == "y" or (k.startswith("y") and k[1:].isdigit())), key=lambda k: (len(k), k))
-        if ycols:
-            if task == "classification":
-                out["y"] = torch.from_numpy(b["y"].astype("int64"))
-            else:
-                out["y"] = torch.from_numpy(np.stack([b[k] for k in ycols], axis=1).astype("float32"))
-        yield out
+        yield to_tensors(b, n_x, task)
+
+
+def local_batches(path: str, n_x: int, task: str, batch_size: int = 1024):
+    """The same batches read straight from Parquet, for evaluation outside Ray."""
+    import pandas as pd
+
+    frame = pd.read_parquet(path)
+    for i in range(0, len(frame), batch_size):
+        part = frame.iloc[i:i + batch_size]
+        yield to_tensors({c: part[c].to_numpy() for c in part.columns}, n_x, task)
 
 
 IN_MEMORY_BYTES = 256 * 2**20
@@ -183,10 +196,11 @@ def train_loop(config: dict) -> None:
             checkpoint, final = None, {}
             if rank == 0:
                 model.load_state_dict(best_state)
-                test_shard = ray.train.get_dataset_shard("test")
-                result = evaluate(model, _batches(test_shard, n_x, task, 1024), state, progress.history,
-                                  Path(tmp), device=device, seed=cfg.seed)
-                final = result["metrics"]
+                if config["evaluate"]:  # a sweep's trials never look at the test split
+                    test_shard = ray.train.get_dataset_shard("test")
+                    result = evaluate(model, _batches(test_shard, n_x, task, 1024), state, progress.history,
+                                      Path(tmp), device=device, seed=cfg.seed)
+                    final = result["metrics"]
                 torch.save({k: v.cpu() for k, v in best_state.items()}, Path(tmp) / "model.pt")
                 (Path(tmp) / "progress.json").write_text(json.dumps(progress.to_dict()))
                 (Path(tmp) / "world.json").write_text(json.dumps({"workers": world, "device": str(device)}))
@@ -194,8 +208,11 @@ def train_loop(config: dict) -> None:
                     import wandb
 
                     run.summary.update({**final, "best_epoch": progress.best_epoch, "stopped": progress.stopped})
-                    run.log({f"plots/{Path(p).stem}": wandb.Image(str(Path(tmp) / p)) for p in result["plots"]},
-                            step=progress.epoch)
+                    if config.get("trial"):
+                        run.summary["trial_state"] = "pruned" if progress.stopped == "pruned" else "complete"
+                    if final:
+                        run.log({f"plots/{Path(p).stem}": wandb.Image(str(Path(tmp) / p)) for p in result["plots"]},
+                                step=progress.epoch)
                     (Path(tmp) / "wandb.json").write_text(json.dumps({"mode": config["wandb"]["mode"],
                                                                       "run_dir": tracking.run_dir(run), "id": run.id}))
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
@@ -221,7 +238,7 @@ class Trained:
 
 def train_on_ray(spec: Spec, prepared: Prepared, out_dir: Path, home: Path, run_name: str,
                  wandb_mode: str, group: str | None = None, trial: dict | None = None, share: int = 1,
-                 storage: Path | None = None, progress_path: str | None = None) -> Trained:
+                 storage: Path | None = None, progress_path: str | None = None, evaluate: bool = True) -> Trained:
     """Fit `spec` on the prepared Parquet with Ray Train; copies the final checkpoint into out_dir."""
     import ray.data
     import ray.train
@@ -235,12 +252,15 @@ def train_on_ray(spec: Spec, prepared: Prepared, out_dir: Path, home: Path, run_
     if plan.note:
         print(f"note: {plan.note}", file=sys.stderr)
     has_val = prepared.state["counts"]["val"] > 0
+    if trial and not has_val:
+        raise UserError("data.split.val: a sweep needs a validation split to score trials on; set val > 0")
     # val and test are small and every worker reads them whole, so they go into the object store
     # once (no read tasks to schedule while the workers hold the CPUs).
     import pyarrow.parquet as pq
 
-    datasets = {"train": _parquet_dataset(prepared.path("train")),
-                "test": ray.data.from_arrow(pq.read_table(prepared.path("test")))}
+    datasets = {"train": _parquet_dataset(prepared.path("train"))}
+    if evaluate:
+        datasets["test"] = ray.data.from_arrow(pq.read_table(prepared.path("test")))
     if has_val:
         datasets["val"] = ray.data.from_arrow(pq.read_table(prepared.path("val")))
     storage = Path(storage or home / ".ray_storage")
@@ -250,7 +270,7 @@ def train_on_ray(spec: Spec, prepared: Prepared, out_dir: Path, home: Path, run_
         "wandb": {"project": spec.tracking.wandb.project, "mode": wandb_mode, "name": run_name,
                   "group": group or spec.name, "entity": spec.tracking.wandb.entity,
                   "job_type": "trial" if trial else "train"},
-        "trial": trial, "trial_params": (trial or {}).get("params"), "progress": progress_path,
+        "trial": trial, "trial_params": (trial or {}).get("params"), "progress": progress_path, "evaluate": evaluate,
     }
     trainer = TorchTrainer(
         train_loop, train_loop_config=config, datasets=datasets,
@@ -275,7 +295,7 @@ def train_on_ray(spec: Spec, prepared: Prepared, out_dir: Path, home: Path, run_
         shutil.copytree(d, out_dir, dirs_exist_ok=True)
     shutil.rmtree(storage / run_name, ignore_errors=True)
     prog = Progress(**json.loads((out_dir / "progress.json").read_text()))
-    evald = json.loads((out_dir / "eval.json").read_text())
+    evald = json.loads((out_dir / "eval.json").read_text()) if evaluate else {"metrics": {}}
     wb = json.loads((out_dir / "wandb.json").read_text()) if (out_dir / "wandb.json").exists() else {"mode": "disabled", "run_dir": None}
     trained = Trained(out_dir, evald["metrics"], prog, wb, plan.workers, time.perf_counter() - t0, plan.note)
     trained.eval_seconds = evald.get("seconds", 0.0)
