@@ -179,6 +179,34 @@ def _print_sweep(summary: dict, as_json: bool) -> None:
 
 @app.command()
 @user_errors
+def dashboard(
+    storage: Annotated[str | None, typer.Option("--storage", help="Optuna storage URL; default CONDUCTOR_OPTUNA_STORAGE or sqlite:///runs/optuna.db")] = None,
+    host: Annotated[str, typer.Option("--host", help="address to bind; the dashboard has no login, so keep it on loopback")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="port to serve on")] = 8080,
+):
+    """Serve optuna-dashboard on the sweep storage: live learning curves, importances, every trial."""
+    from cluster.settings import load_settings
+    from tasks.sweep_objective import make_storage, redact_url
+
+    if storage:
+        os.environ["CONDUCTOR_OPTUNA_STORAGE"] = storage
+    url = load_settings().default_storage()
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        from tasks.errors import UserError
+
+        raise UserError(f"--storage: {url!r} does not exist yet; run `conductor sweep SPEC` first or pass --storage")
+    backend = make_storage(url, heartbeat=False)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: optuna-dashboard has no authentication and will answer anyone who reaches {host}:{port}",
+              file=sys.stderr)
+    print(f"optuna-dashboard on {redact_url(url)}: http://{host}:{port}/dashboard  (Ctrl-C stops it)", flush=True)
+    import optuna_dashboard
+
+    optuna_dashboard.run_server(backend, host=host, port=port)
+
+
+@app.command()
+@user_errors
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="a run directory: runs/<name>/<run-id>")],
     input_path: Annotated[str, typer.Argument(metavar="INPUT", help="raw rows: CSV/Parquet path, glob or fsspec URL")],

@@ -24,7 +24,7 @@ from flows.pipeline import preprocess_task  # noqa: E402
 from tasks import register, tracking  # noqa: E402
 from tasks import sweep_objective as so  # noqa: E402
 from tasks.errors import UserError  # noqa: E402
-from tasks.preprocess import Prepared  # noqa: E402
+from tasks.preprocess import Prepared, n_inputs  # noqa: E402
 from tasks.progress import Follower, format_row  # noqa: E402
 from tasks.spec import Spec, validate  # noqa: E402
 
@@ -169,7 +169,7 @@ def register_best_task(spec: Spec, prep_dir: str, study_name: str, storage_url: 
     stage = register.stage_dir(home, spec.name, run_id)
     stage.mkdir(parents=True)
     try:
-        result = evaluate(model, local_batches(prepared.path("test"), len(state["columns"]), state["task"]),
+        result = evaluate(model, local_batches(prepared.path("test"), n_inputs(state), state["task"]),
                           state, progress["history"], stage, seed=spec_t.train.seed)
         torch.save(model.state_dict(), stage / "model.pt")
         plots = study_plots(study, stage / "sweep")

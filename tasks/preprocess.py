@@ -94,6 +94,11 @@ def encode(pdf: pd.DataFrame, state: dict, scale: bool = True) -> pd.DataFrame:
     return frame.astype("float32")
 
 
+def n_inputs(state: dict) -> int:
+    """Columns x0.. of a model row: the encoded features, or window x features for forecasting."""
+    return int(np.prod(state["input_shape"]))
+
+
 def encode_target(y: pd.Series, state: dict) -> pd.Series:
     if state["task"] == "classification":
         lookup = {str(c): i for i, c in enumerate(state["classes"])}

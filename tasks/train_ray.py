@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .errors import UserError
-from .preprocess import ROW, Prepared
+from .preprocess import ROW, Prepared, n_inputs
 from .spec import Spec
 from .train import LossModule, Progress, fit
 
@@ -65,11 +65,11 @@ def plan_workers(requested: int, use_gpu, cpus: float, gpus: float, share: int =
 def to_tensors(b: dict, n_x: int, task: str) -> dict:
     """A numpy batch of Parquet columns (x0.., y or y0.., __row__) → tensors x (B, D), y, row."""
     x = np.stack([b[f"x{i}"] for i in range(n_x)], axis=1).astype("float32", copy=False)
-    out = {"x": torch.from_numpy(np.ascontiguousarray(x)), "row": torch.from_numpy(np.asarray(b[ROW], dtype="int64"))}
+    out = {"x": torch.from_numpy(np.ascontiguousarray(x)), "row": torch.from_numpy(np.array(b[ROW], dtype="int64"))}
     ycols = sorted((k for k in b if k == "y" or (k.startswith("y") and k[1:].isdigit())), key=lambda k: (len(k), k))
     if ycols:
         if task == "classification":
-            out["y"] = torch.from_numpy(np.asarray(b["y"], dtype="int64"))
+            out["y"] = torch.from_numpy(np.array(b["y"], dtype="int64"))
         else:
             out["y"] = torch.from_numpy(np.stack([b[k] for k in ycols], axis=1).astype("float32"))
     return out
@@ -143,7 +143,7 @@ def train_loop(config: dict) -> None:
     model = build_model(spec.model.name, state["input_shape"], state["output_dim"], state["task"],
                         spec.model.params, class_weight=state.get("class_weight"))
     net = ray.train.torch.prepare_model(LossModule(model))  # (1) DDP when world > 1, moved to device
-    n_x, task = len(state["columns"]), state["task"]
+    n_x, task = n_inputs(state), state["task"]
     per_worker = max(1, cfg.batch_size // world)
     train_shard = ray.train.get_dataset_shard("train")  # (2) this worker's share of the rows
     val_shard = ray.train.get_dataset_shard("val") if config["has_val"] else None

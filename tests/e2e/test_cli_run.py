@@ -12,10 +12,16 @@ from conftest import ROOT, run_cli, tree, write_spec
 pytestmark = pytest.mark.e2e
 
 
-def test_digits_cnn_reaches_097(tmp_path):
-    home = tmp_path / "runs"
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    home = tmp_path_factory.mktemp("e2e") / "runs"
     proc = run_cli("run", ROOT / "experiments" / "digits-cnn.yaml", "--json", env={"CONDUCTOR_HOME": str(home)})
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return home, proc
+
+
+def test_digits_cnn_reaches_097(digits_run):
+    home, proc = digits_run
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     for key in ("name", "run_dir", "metrics", "wandb", "duration_s"):
         assert key in summary
@@ -31,6 +37,29 @@ def test_digits_cnn_reaches_097(tmp_path):
     assert "test/accuracy" in proc.stdout  # the summary table
     saved = yaml.safe_load((run_dir / "spec.yaml").read_text())
     assert saved["model"]["name"] == "cnn"
+
+
+def test_predict_cli_reproduces_the_test_predictions(digits_run, tmp_path):
+    import pandas as pd
+
+    home, proc = digits_run
+    run_dir = Path(json.loads(proc.stdout.strip().splitlines()[-1])["run_dir"])
+    state = json.loads((run_dir / "preprocessor.json").read_text())
+    test_raw = home / ".cache" / state["fingerprint"] / "test_raw"
+    out = tmp_path / "preds.csv"
+    res = run_cli("predict", run_dir, test_raw, "--out", out, "--json", env={"CONDUCTOR_HOME": str(home)}, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads(res.stdout.strip().splitlines()[-1])["rows"] == state["counts"]["test"]
+    got = pd.read_csv(out).sort_values("__row__").reset_index(drop=True)
+    want = pd.read_parquet(run_dir / "predictions.parquet").sort_values("row").reset_index(drop=True)
+    assert got["prediction"].tolist() == want["prediction"].tolist()
+    assert abs(got["p_3"] - want["p_3"]).max() < 1e-6
+    wrong = tmp_path / "wrong.csv"
+    pd.read_parquet(test_raw).drop(columns=["pixel_0_3"]).to_csv(wrong, index=False)
+    res = run_cli("predict", run_dir, wrong, "--out", tmp_path / "never.csv", env={"CONDUCTOR_HOME": str(home)},
+                  timeout=300)
+    assert res.returncode == 2 and res.stderr.startswith("error: INPUT: columns ['pixel_0_3'] are missing")
+    assert not (tmp_path / "never.csv").exists()
 
 
 BAD_SPECS = {

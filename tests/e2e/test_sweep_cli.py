@@ -1,0 +1,150 @@
+"""Sweeps as a user runs them: kill -9 mid-way and --resume, and the dashboard in a real browser."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from conftest import ROOT, run_cli, write_spec
+from tasks.sweep_objective import make_storage
+
+pytestmark = pytest.mark.e2e
+
+SPEC = {
+    "name": "resume-me",
+    "data": {"source": "builtin:digits", "target": "label", "shape": [1, 8, 8]},
+    "model": {"name": "cnn", "params": {"channels": [8], "hidden": 16}},
+    "train": {"epochs": 4, "workers": 1, "batch_size": 64, "early_stopping": None},
+    "sweep": {"metric": "val/accuracy", "direction": "maximize", "trials": 2, "parallel": 1,
+              "sampler": "random", "pruner": "none",
+              "space": {"train.lr": {"low": 1.0e-3, "high": 1.0e-2, "log": True}}},
+}
+DONE = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
+def trials(url: str, name: str) -> list:
+    try:
+        return optuna.load_study(study_name=name, storage=make_storage(url, heartbeat=False)).get_trials()
+    except (KeyError, Exception):  # noqa: BLE001 - the study may not exist yet
+        return []
+
+
+def wait_for(predicate, timeout: float, what: str, proc=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if proc is not None and proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"the sweep ended (rc {proc.returncode}) before {what}:\n{err[-3000:]}")
+        time.sleep(1)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def test_kill_9_then_resume_finishes_exactly(tmp_path):
+    home = tmp_path / "runs"
+    url = f"sqlite:///{home / 'optuna.db'}"
+    spec = write_spec(tmp_path / "resume.yaml", SPEC)
+    env = {**os.environ, "CONDUCTOR_HOME": str(home)}
+    env.pop("CONDUCTOR_DASK_ADDRESS", None)
+    proc = subprocess.Popen([sys.executable, "-m", "flows", "sweep", str(spec)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        def second_trial_training():
+            ts = trials(url, "resume-me")
+            done = [t for t in ts if t.state in DONE]
+            running = [t for t in ts if t.state == optuna.trial.TrialState.RUNNING and t.intermediate_values]
+            return len(done) == 1 and running
+
+        wait_for(second_trial_training, 420, "one complete trial and a second one training", proc)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and every Ray process it started
+        proc.wait(timeout=60)
+    before = trials(url, "resume-me")
+    completed = {t.number: (t.params, t.value) for t in before if t.state in DONE}
+    killed = [t for t in before if t.state == optuna.trial.TrialState.RUNNING]
+    assert len(completed) == 1 and len(killed) == 1
+
+    resumed = run_cli("sweep", spec, "--resume", "--json", env={"CONDUCTOR_HOME": str(home)}, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    summary = json.loads(resumed.stdout.strip().splitlines()[-1])
+    after = trials(url, "resume-me")
+    finished = [t for t in after if t.state in DONE]
+    assert len(finished) == 2 and summary["trials"]["complete"] + summary["trials"]["pruned"] == 2
+    for number, (params, value) in completed.items():  # nothing completed was lost or re-run
+        assert (after[number].params, after[number].value) == (params, value)
+    assert after[killed[0].number].state == optuna.trial.TrialState.FAIL
+    retried = [t for t in finished if t.number not in completed]
+    assert retried[0].params == killed[0].params  # the interrupted trial ran again with the same params
+    assert summary["trials"]["failed"] == 1
+    assert Path(summary["run_dir"]).is_dir()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def chromium() -> str:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None and os.geteuid() == 0:
+        subprocess.run("apt-get update -qq && apt-get install -y -qq chromium", shell=True, check=False,
+                       capture_output=True, timeout=600)
+        exe = shutil.which("chromium")
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is needed for the dashboard test and could not be installed")
+        pytest.skip("no chromium (apt-get install -y chromium)")
+    return exe
+
+
+def test_dashboard_shows_the_study_in_a_browser(tmp_path):
+    home = tmp_path / "runs"
+    home.mkdir()
+    url = f"sqlite:///{home / 'optuna.db'}"
+    study = optuna.create_study(study_name="dash-study", storage=make_storage(url, heartbeat=False))
+    for i in range(7):
+        study.add_trial(optuna.trial.create_trial(params={"lr": 0.1 * (i + 1)}, value=float(i),
+                                                  distributions={"lr": optuna.distributions.FloatDistribution(0, 1)}))
+    port = free_port()
+    env = {**os.environ, "CONDUCTOR_HOME": str(home)}
+    server = subprocess.Popen([sys.executable, "-m", "flows", "dashboard", "--port", str(port)], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        def up():
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", port)) == 0
+
+        wait_for(up, 60, "optuna-dashboard to listen", server)
+        listeners = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True).stdout
+        local = [line.split()[3] for line in listeners.splitlines()]
+        assert local and all(a.startswith("127.0.0.1:") for a in local), listeners  # loopback only
+        exe = chromium()
+
+        def rendered(path: str) -> str:
+            """The page's text after its JavaScript ran (the dashboard is a single-page app)."""
+            dom = subprocess.run(
+                [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'chrome'}",
+                 "--virtual-time-budget=15000", "--dump-dom", f"http://127.0.0.1:{port}{path}"],
+                capture_output=True, text=True, timeout=120).stdout
+            text = re.sub(r"<style.*?</style>|<script.*?</script>", " ", dom, flags=re.S)
+            return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", text))
+
+        assert "dash-study" in rendered("/dashboard")
+        trials_page = rendered(f"/dashboard/studies/{study._study_id}/trials")
+        assert "dash-study" in trials_page and "7 Trials" in trials_page
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
