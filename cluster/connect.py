@@ -46,7 +46,7 @@ def ensure_ray(settings: Settings, num_cpus: int | None = None) -> dict:
     # Worker output stays in Ray's log files (CONDUCTOR_RAY_LOGS=1 forwards it): Ray Train and Ray Data
     # workers log every report and dataset execution at INFO. Progress reaches the console through
     # tasks/progress.py, and a worker's error comes back with its traceback in the result.
-    kwargs = dict(include_dashboard=False, logging_level=logging.WARNING,
+    kwargs = dict(include_dashboard=False, logging_level=logging.ERROR,  # WARNING says token auth is on, every time
                   log_to_driver=os.environ.get("CONDUCTOR_RAY_LOGS", "0") == "1", configure_logging=True)
     if settings.ray_address:
         os.environ.setdefault("RAY_AUTH_MODE", "token")
