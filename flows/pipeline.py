@@ -85,7 +85,8 @@ def register_task(spec: Spec, prep_dir: str, stage: str, trained: dict) -> str:
     return str(register.finalize(Path(stage)))
 
 
-@flow(name="conductor-run", persist_result=False, log_prints=False)
+@flow(name="conductor-run", persist_result=False, log_prints=False,
+      task_runner=DaskTaskRunner(**dask_runner_kwargs(load_settings())))  # a deployment runs it as defined
 def pipeline(spec: dict, run_id: str | None = None) -> dict:
     """preprocess (Dask) → train + evaluate (Ray Train) → register; returns the run summary."""
     t0 = time.perf_counter()
@@ -113,11 +114,29 @@ def pipeline(spec: dict, run_id: str | None = None) -> dict:
     timings["flow_s"] = time.perf_counter() - t0
     metrics = register.final_metrics(trained["metrics"], hist, trained["progress"]["best_epoch"],
                                      trained["progress"]["stopped"])
-    return {"name": spec_obj.name, "run_id": run_id, "run_dir": run_dir, "metrics": metrics,
-            "wandb": {"mode": trained["wandb"].get("mode", wandb_mode), "run_dir": trained["wandb"].get("run_dir")},
-            "workers": trained["workers"], "samples_per_s": _samples_per_s(trained["progress"]) * trained["workers"],
-            "preprocess": {"cached": prep["cached"], "counts": prep["counts"]}, "timings": timings,
-            "note": trained["note"]}
+    summary = {"name": spec_obj.name, "run_id": run_id, "run_dir": run_dir, "metrics": metrics,
+               "wandb": {"mode": trained["wandb"].get("mode", wandb_mode), "run_dir": trained["wandb"].get("run_dir")},
+               "workers": trained["workers"], "samples_per_s": _samples_per_s(trained["progress"]) * trained["workers"],
+               "preprocess": {"cached": prep["cached"], "counts": prep["counts"]}, "timings": timings,
+               "note": trained["note"]}
+    publish_summary(summary)
+    return summary
+
+
+def publish_summary(summary: dict) -> None:
+    """The run's summary as a Prefect artifact: readable in the UI, and by `conductor submit --wait`."""
+    import json
+    import re
+
+    from prefect.artifacts import create_markdown_artifact
+
+    metrics = "\n".join(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
+                         for k, v in (summary.get("metrics") or {}).items())
+    key = re.sub(r"[^a-z0-9-]+", "-", f"{summary['name']}-summary".lower())
+    create_markdown_artifact(
+        key=key, description=f"conductor summary of {summary['name']}",
+        markdown=f"# {summary['name']}\n\nrun directory `{summary.get('run_dir')}`\n\n| metric | value |\n|---|---|\n"
+                 f"{metrics}\n\n```json\n{json.dumps(summary, default=str)}\n```\n")
 
 
 def _samples_per_s(progress: dict) -> float:

@@ -20,7 +20,7 @@ from prefect_dask import DaskTaskRunner  # noqa: E402
 
 from cluster.connect import dask_runner_kwargs  # noqa: E402
 from cluster.settings import load_settings  # noqa: E402
-from flows.pipeline import preprocess_task  # noqa: E402
+from flows.pipeline import preprocess_task, publish_summary  # noqa: E402
 from tasks import register, tracking  # noqa: E402
 from tasks import sweep_objective as so  # noqa: E402
 from tasks.errors import UserError  # noqa: E402
@@ -203,7 +203,8 @@ def register_best_task(spec: Spec, prep_dir: str, study_name: str, storage_url: 
     return {"run_dir": str(run_dir), "metrics": metrics, "wandb": wb, **info}
 
 
-@flow(name="conductor-sweep", persist_result=False, log_prints=False)
+@flow(name="conductor-sweep", persist_result=False, log_prints=False,
+      task_runner=DaskTaskRunner(**dask_runner_kwargs(load_settings())))
 def sweep_flow(spec: dict, study: str | None = None, trials: int | None = None, parallel: int | None = None,
                resume: bool = False) -> dict:
     """preprocess once (Dask) → trials on Ray (Optuna) → best model on test → registered run directory."""
@@ -235,6 +236,7 @@ def sweep_flow(spec: dict, study: str | None = None, trials: int | None = None, 
         summary.update(register_best_task(spec_obj, prep["dir"], study_name, storage_url, register.new_run_id(),
                                           wandb_mode))
     summary["flow_s"] = time.perf_counter() - t0
+    publish_summary(summary)
     return summary
 
 

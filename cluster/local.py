@@ -1,0 +1,327 @@
+"""`conductor cluster up | down | status`: a real cluster of separate processes on 127.0.0.1.
+
+Prefect server + a process work pool and its worker, a Ray head plus one Ray worker node, a Dask
+scheduler plus workers. Addresses go to runs/cluster/profile.json (every later command reads it),
+pids and logs to runs/cluster/. `down` stops exactly the processes `up` started.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from .settings import home, profile_path
+
+POOL = "conductor"
+LOOPBACK = "127.0.0.1"
+RAY_CPUS_PER_NODE = 1
+RAY_MEMORY = 3 * 2**30
+RAY_OBJECT_STORE = 400 * 2**20
+
+
+class ClusterError(RuntimeError):
+    """A service did not come up; the message says which, and where its log is."""
+
+
+def cluster_dir() -> Path:
+    return home() / "cluster"
+
+
+def bin_path(name: str) -> str:
+    exe = Path(sys.executable).parent / name
+    return str(exe) if exe.exists() else name
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((LOOPBACK, port))
+        except OSError:
+            return False
+        return True
+
+
+def pick_port(preferred: int, taken: set[int]) -> int:
+    if preferred not in taken and port_free(preferred):
+        taken.add(preferred)
+        return preferred
+    while True:
+        with socket.socket() as s:
+            s.bind((LOOPBACK, 0))
+            port = s.getsockname()[1]
+        if port not in taken:
+            taken.add(port)
+            return port
+
+
+def answers_tcp(port: int, host: str = LOOPBACK) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1.0)
+        return s.connect_ex((host, port)) == 0
+
+
+def answers_http(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310 - our own loopback server
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def wait_until(check, timeout: float, what: str, log: Path | None = None, proc: subprocess.Popen | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if proc is not None and proc.poll() is not None:
+            break
+        time.sleep(0.5)
+    tail = ""
+    if log and log.exists():
+        tail = "\n".join(log.read_text(errors="ignore").splitlines()[-15:])
+    raise ClusterError(f"{what} did not answer within {timeout:.0f}s (log: {log})\n{tail}")
+
+
+@dataclass
+class Service:
+    name: str
+    address: str
+    pid: int
+    started: float
+    log: str
+
+
+def _alive(pid: int, started: float) -> bool:
+    import psutil
+
+    try:
+        p = psutil.Process(pid)
+        return abs(p.create_time() - started) < 2 and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+class LocalCluster:
+    def __init__(self, root: Path | None = None):
+        self.root = Path(root or cluster_dir())
+        self.logs = self.root / "logs"
+        self.pids_file = self.root / "pids.json"
+        self.services: list[Service] = []
+        self.env = self._base_env()
+
+    # ------------------------------------------------------------ helpers
+    def _base_env(self) -> dict:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API_URL", "CONDUCTOR_RAY_ADDRESS",
+                                                                         "CONDUCTOR_DASK_ADDRESS"))}
+        env.update({
+            "CONDUCTOR_HOME": str(home()), "PREFECT_HOME": str(self.root / "prefect"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING",
+            "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0", "DASK_LOGGING__DISTRIBUTED": "warning",
+            "PYTHONUNBUFFERED": "1",
+        })
+        return env
+
+    def _spawn(self, name: str, args: list[str], env: dict | None = None) -> subprocess.Popen:
+        import psutil
+
+        self.logs.mkdir(parents=True, exist_ok=True)
+        log = self.logs / f"{name}.log"
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=env or self.env, cwd=str(Path.cwd()), start_new_session=True)
+        self.services.append(Service(name, "", proc.pid, psutil.Process(proc.pid).create_time(), str(log)))
+        self._save_pids()
+        return proc
+
+    def _save_pids(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.pids_file.write_text(json.dumps([s.__dict__ for s in self.services], indent=1))
+
+    def load(self) -> list[Service]:
+        if not self.pids_file.is_file():
+            return []
+        return [Service(**s) for s in json.loads(self.pids_file.read_text())]
+
+    def profile(self) -> dict:
+        return json.loads(profile_path().read_text()) if profile_path().is_file() else {}
+
+    # ------------------------------------------------------------ up
+    def up(self, log=print) -> dict:
+        existing = self.load()
+        if existing and all(_alive(s.pid, s.started) for s in existing) and self.profile():
+            log("cluster is already up (conductor cluster status shows it)")
+            return self.profile()
+        if existing:
+            log("cleaning up a partly running cluster first")
+            self.down(log=lambda *_: None)
+        t0 = time.monotonic()
+        taken: set[int] = set()
+        ports = {"prefect": pick_port(4200, taken), "ray": pick_port(6379, taken), "dask": pick_port(8786, taken)}
+        ray_ports = {role: {k: pick_port(0, taken) for k in ("dashboard_agent_listen", "dashboard_agent_grpc",
+                                                             "metrics_export", "runtime_env_agent", "node_manager",
+                                                             "object_manager", "client")}
+                     for role in ("head", "worker")}
+        prefect_url = f"http://{LOOPBACK}:{ports['prefect']}/api"
+        ray_address = f"{LOOPBACK}:{ports['ray']}"
+        dask_address = f"tcp://{LOOPBACK}:{ports['dask']}"
+        storage = os.environ.get("CONDUCTOR_OPTUNA_STORAGE") or f"sqlite:///{home() / 'optuna.db'}"
+        profile = {"prefect_api_url": prefect_url, "ray_address": ray_address, "dask_address": dask_address,
+                   "optuna_storage": storage, "work_pool": POOL, "ui_url": prefect_url.removesuffix("/api"),
+                   "started_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        try:
+            procs = self._start_all(ports, ray_ports, profile, log)
+            self._wait_all(procs, ports, prefect_url, log)
+        except BaseException:
+            self.down(log=lambda *_: None)
+            raise
+        for s in self.services:
+            s.address = {"prefect-server": prefect_url, "ray-head": ray_address, "ray-worker": ray_address,
+                         "dask-scheduler": dask_address, "dask-workers": dask_address,
+                         "prefect-worker": f"pool {POOL}"}.get(s.name, "")
+        self._save_pids()
+        profile_path().parent.mkdir(parents=True, exist_ok=True)
+        profile_path().write_text(json.dumps(profile, indent=2))
+        profile["up_seconds"] = round(time.monotonic() - t0, 1)
+        log(f"cluster up in {profile['up_seconds']}s: Prefect {profile['ui_url']}, Ray {ray_address}, Dask {dask_address}")
+        return profile
+
+    def _start_all(self, ports, ray_ports, profile, log) -> dict:
+        server_env = dict(self.env)
+        if os.environ.get("CONDUCTOR_PREFECT_DB"):
+            server_env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = os.environ["CONDUCTOR_PREFECT_DB"]
+        procs = {"prefect-server": self._spawn("prefect-server", [bin_path("prefect"), "server", "start", "--host",
+                                                                  LOOPBACK, "--port", str(ports["prefect"])],
+                                               env=server_env)}
+        ray_env = dict(self.env)
+        common = ["--node-ip-address", LOOPBACK, "--num-cpus", str(RAY_CPUS_PER_NODE), "--memory", str(RAY_MEMORY),
+                  "--object-store-memory", str(RAY_OBJECT_STORE), "--disable-usage-stats", "--block"]
+
+        def ray_args(role):
+            p = ray_ports[role]
+            return ["--dashboard-agent-listen-port", str(p["dashboard_agent_listen"]),
+                    "--dashboard-agent-grpc-port", str(p["dashboard_agent_grpc"]),
+                    "--metrics-export-port", str(p["metrics_export"]),
+                    "--runtime-env-agent-port", str(p["runtime_env_agent"]),
+                    "--node-manager-port", str(p["node_manager"]), "--object-manager-port", str(p["object_manager"])]
+
+        procs["ray-head"] = self._spawn("ray-head", [bin_path("ray"), "start", "--head", "--port", str(ports["ray"]),
+                                                     "--include-dashboard", "false",
+                                                     "--ray-client-server-port", str(ray_ports["head"]["client"]),
+                                                     *common, *ray_args("head")], env=ray_env)
+        procs["dask-scheduler"] = self._spawn("dask-scheduler", [bin_path("dask"), "scheduler", "--host", LOOPBACK,
+                                                                 "--port", str(ports["dask"]),
+                                                                 "--dashboard-address", f"{LOOPBACK}:0"])
+        return procs
+
+    def _wait_all(self, procs, ports, prefect_url, log) -> None:
+        log("starting Prefect server, Ray head, Dask scheduler ...")
+        wait_until(lambda: answers_tcp(ports["ray"]), 90, "Ray head", Path(self.services[1].log), procs["ray-head"])
+        worker_env = dict(self.env)
+        self._spawn("ray-worker", [bin_path("ray"), "start", "--address", f"{LOOPBACK}:{ports['ray']}",
+                                   "--node-ip-address", LOOPBACK, "--num-cpus", str(RAY_CPUS_PER_NODE),
+                                   "--memory", str(RAY_MEMORY), "--object-store-memory", str(RAY_OBJECT_STORE),
+                                   "--disable-usage-stats", "--block"], env=worker_env)
+        wait_until(lambda: answers_tcp(ports["dask"]), 60, "Dask scheduler", Path(self.logs / "dask-scheduler.log"),
+                   procs["dask-scheduler"])
+        wait_until(lambda: answers_http(f"{prefect_url}/health"), 120, "Prefect server",
+                   Path(self.logs / "prefect-server.log"), procs["prefect-server"])
+        flow_env = {**self.env, "PREFECT_API_URL": prefect_url, "CONDUCTOR_RAY_ADDRESS": f"{LOOPBACK}:{ports['ray']}",
+                    "CONDUCTOR_DASK_ADDRESS": f"tcp://{LOOPBACK}:{ports['dask']}"}
+        self._spawn("dask-workers", [bin_path("dask"), "worker", f"tcp://{LOOPBACK}:{ports['dask']}", "--host",
+                                     LOOPBACK, "--nworkers", "2", "--nthreads", "1", "--no-dashboard",
+                                     "--memory-limit", "2GiB"], env=flow_env)
+        pool = subprocess.run([bin_path("prefect"), "work-pool", "create", POOL, "--type", "process", "--overwrite"],
+                              env=flow_env, capture_output=True, text=True, timeout=120)
+        if pool.returncode != 0:
+            raise ClusterError(f"prefect work-pool create failed: {pool.stderr.strip()[-500:]}")
+        worker_env = {**flow_env, "PREFECT_WORKER_QUERY_SECONDS": "2", "PREFECT_WORKER_PREFETCH_SECONDS": "5"}
+        self._spawn("prefect-worker", [bin_path("prefect"), "worker", "start", "--pool", POOL, "--type", "process"],
+                    env=worker_env)
+        wait_until(lambda: _ray_nodes(f"{LOOPBACK}:{ports['ray']}", self.env) >= 2, 90, "Ray worker node",
+                   self.logs / "ray-worker.log")
+        wait_until(lambda: _dask_workers(f"tcp://{LOOPBACK}:{ports['dask']}") >= 2, 60, "Dask workers",
+                   self.logs / "dask-workers.log")
+
+    # ------------------------------------------------------------ down
+    def down(self, log=print) -> list[str]:
+        import psutil
+
+        stopped = []
+        services = self.load()
+        for s in reversed(services):
+            if not _alive(s.pid, s.started):
+                continue
+            try:
+                os.killpg(s.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                continue
+            stopped.append(s.name)
+        deadline = time.monotonic() + 20
+        for s in services:
+            while _alive(s.pid, s.started) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if _alive(s.pid, s.started):
+                try:
+                    os.killpg(s.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        # Ray's node daemons live in the process group of their `ray start --block`; a straggler that
+        # left it still names this cluster's session in its command line.
+        marker = str(self.root)
+        for p in psutil.process_iter(["pid", "cmdline", "environ"]):
+            try:
+                env = p.info.get("environ") or {}
+                if env.get("CONDUCTOR_HOME") == str(home()) and env.get("PREFECT_HOME", "").startswith(marker) \
+                        and p.pid != os.getpid() and p.pid not in {q.pid for q in psutil.Process().parents()}:
+                    p.kill()
+            except (psutil.Error, TypeError):
+                continue
+        self.pids_file.unlink(missing_ok=True)
+        profile_path().unlink(missing_ok=True)
+        shutil.rmtree(self.root / "prefect" / "storage", ignore_errors=True)
+        log(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+        return stopped
+
+    # ------------------------------------------------------------ status
+    def status(self) -> list[dict]:
+        prof = self.profile()
+        rows = []
+        for s in self.load():
+            alive = _alive(s.pid, s.started)
+            answers = alive
+            if alive and s.name == "prefect-server":
+                answers = answers_http(f"{prof.get('prefect_api_url')}/health")
+            elif alive and s.name == "ray-head":
+                answers = answers_tcp(int(prof["ray_address"].rsplit(":", 1)[1]))
+            elif alive and s.name == "dask-scheduler":
+                answers = answers_tcp(int(prof["dask_address"].rsplit(":", 1)[1]))
+            rows.append({"service": s.name, "address": s.address, "pid": s.pid, "running": alive, "answers": answers,
+                         "log": s.log})
+        return rows
+
+
+def _ray_nodes(address: str, env: dict) -> int:
+    """Alive nodes, from `ray status` (the state API needs the dashboard, which stays off)."""
+    status = subprocess.run([bin_path("ray"), "status", "--address", address], capture_output=True, text=True,
+                            env=env, timeout=60)
+    active = status.stdout.split("Active:", 1)[-1].split("Pending:", 1)[0] if "Active:" in status.stdout else ""
+    return active.count("node_")
+
+
+def _dask_workers(address: str) -> int:
+    from distributed import Client
+
+    try:
+        with Client(address, timeout=5) as c:
+            return len(c.scheduler_info()["workers"])
+    except OSError:
+        return 0
