@@ -57,7 +57,8 @@ def ensure_ray(settings: Settings, num_cpus: int | None = None) -> dict:
 
             raise UserError(f"CONDUCTOR_RAY_ADDRESS: cannot reach Ray at {settings.ray_address!r} ({e})") from None
     else:
-        ray.init(num_cpus=num_cpus or os.cpu_count(), **kwargs)
+        # "local": a fresh instance even when `ray start` left /tmp/ray/ray_current_cluster behind
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), **kwargs)
     import ray.data
 
     ctx = ray.data.DataContext.get_current()

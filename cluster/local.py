@@ -69,11 +69,16 @@ def answers_tcp(port: int, host: str = LOOPBACK) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def answers_http(url: str) -> bool:
+def answers_http(url: str, method: str = "GET") -> bool:
+    """True when the URL answers 200; a POST sends an empty JSON body (Prefect's filter endpoints)."""
     try:
-        with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310 - our own loopback server
+        data = b"{}" if method == "POST" else None
+        req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=2) as r:  # noqa: S310 - our own loopback server
+            if method == "POST":
+                return r.status == 200 and json.loads(r.read() or b"[]") != []
             return r.status == 200
-    except OSError:
+    except (OSError, ValueError):
         return False
 
 
@@ -239,13 +244,12 @@ class LocalCluster:
         self._spawn("dask-workers", [bin_path("dask"), "worker", f"tcp://{LOOPBACK}:{ports['dask']}", "--host",
                                      LOOPBACK, "--nworkers", "2", "--nthreads", "1", "--no-dashboard",
                                      "--memory-limit", "2GiB"], env=flow_env)
-        pool = subprocess.run([bin_path("prefect"), "work-pool", "create", POOL, "--type", "process", "--overwrite"],
-                              env=flow_env, capture_output=True, text=True, timeout=120)
-        if pool.returncode != 0:
-            raise ClusterError(f"prefect work-pool create failed: {pool.stderr.strip()[-500:]}")
         worker_env = {**flow_env, "PREFECT_WORKER_QUERY_SECONDS": "2", "PREFECT_WORKER_PREFETCH_SECONDS": "5"}
         self._spawn("prefect-worker", [bin_path("prefect"), "worker", "start", "--pool", POOL, "--type", "process"],
                     env=worker_env)
+        # the worker creates its process work pool when it first starts
+        wait_until(lambda: answers_http(f"{prefect_url}/work_pools/{POOL}/workers/filter", method="POST"), 120,
+                   "Prefect worker and its work pool", self.logs / "prefect-worker.log")
         wait_until(lambda: _ray_nodes(f"{LOOPBACK}:{ports['ray']}", self.env) >= 2, 90, "Ray worker node",
                    self.logs / "ray-worker.log")
         wait_until(lambda: _dask_workers(f"tcp://{LOOPBACK}:{ports['dask']}") >= 2, 60, "Dask workers",
@@ -265,7 +269,7 @@ class LocalCluster:
             except ProcessLookupError:
                 continue
             stopped.append(s.name)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 8
         for s in services:
             while _alive(s.pid, s.started) and time.monotonic() < deadline:
                 time.sleep(0.2)

@@ -96,7 +96,9 @@ def predict_all(model: nn.Module, batches: Iterable[dict], device) -> dict:
         if "row" in batch:
             rows.append(batch["row"].cpu().numpy())
         xs.append(batch["x"].cpu().numpy())
-    cat = (lambda parts: np.concatenate(parts) if parts else None)
+    def cat(parts):
+        return np.concatenate(parts) if parts else None
+
     return {"logs": {k: v / max(n, 1) for k, v in sums.items()}, "out": cat(outs), "y": cat(ys),
             "row": cat(rows), "x": cat(xs), "n": n}
 

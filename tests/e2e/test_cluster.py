@@ -10,8 +10,8 @@ import uuid
 import optuna
 import psutil
 import pytest
+from conftest import run_cli, write_spec
 
-from conftest import ROOT, run_cli, write_spec
 from tasks.sweep_objective import make_storage
 
 pytestmark = pytest.mark.e2e
@@ -58,6 +58,43 @@ def last_json(proc) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def check_sweep(summary: dict, study: optuna.Study) -> None:
+    """What a finished sweep leaves: exact trial counts, curves in Optuna and W&B, the best model registered."""
+    from pathlib import Path
+
+    from tasks.tracking import read_run
+
+    done = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+    assert len(done) == 4 and summary["trials"]["failed"] == 0
+    for key in ("name", "run_dir", "metrics", "wandb", "study", "storage", "best", "trials"):
+        assert key in summary
+    assert summary["best"]["value"] == pytest.approx(study.best_value)
+    assert summary["best"]["params"] == study.best_params
+    assert "postgres@" in summary["storage"]
+    spans = sorted((t.datetime_start, t.datetime_complete) for t in study.trials)
+    assert any(a_end > b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:], strict=False))  # side by side
+    for tr in study.trials:
+        steps = sorted(tr.intermediate_values)
+        assert steps and steps == list(range(1, len(steps) + 1)), tr.number  # every epoch reached the trial
+        if tr.state == optuna.trial.TrialState.COMPLETE:
+            assert len(steps) == 3 and tr.value == pytest.approx(tr.intermediate_values[3])
+        logged = read_run(tr.user_attrs["wandb_run_dir"])  # one W&B run per trial
+        assert logged["name"] == f"{summary['study']}-t{tr.number}" and logged["group"] == summary["study"]
+        curve = {h["epoch"]: h["val/accuracy"] for h in logged["history"] if "val/accuracy" in h}
+        assert curve == pytest.approx(tr.intermediate_values)
+        expected = "pruned" if tr.state == optuna.trial.TrialState.PRUNED else "complete"
+        assert logged["summary"]["trial_state"] == expected
+    overview = read_run(summary["wandb"]["run_dir"])
+    assert overview["name"] == f"{summary['study']}-summary"
+    assert overview["summary"]["best_value"] == pytest.approx(summary["best"]["value"])
+    run_dir = Path(summary["run_dir"])
+    for name in ("model.pt", "model.json", "metrics.json", "report.html", "sweep.json",
+                 "sweep/optimization_history.html", "sweep/optimization_history.png", "plots/confusion_matrix.png"):
+        assert (run_dir / name).is_file(), name
+    assert json.loads((run_dir / "sweep.json").read_text())["best"]["trial"] == summary["best"]["trial"]
+    assert "optimization history" in (run_dir / "report.html").read_text()
+
+
 def test_cluster_up_submit_sweep_down(tmp_path, postgres_db):
     home = tmp_path / "runs"
     name = f"cluster-{uuid.uuid4().hex[:6]}"
@@ -69,7 +106,8 @@ def test_cluster_up_submit_sweep_down(tmp_path, postgres_db):
         "model": {"name": "cnn", "params": {"channels": [8, 16], "hidden": 32}},
         "train": {"epochs": 3, "workers": 1, "batch_size": 64, "lr": 0.005, "early_stopping": None},
         "sweep": {"metric": "val/accuracy", "direction": "maximize", "trials": 4, "parallel": 2, "sampler": "random",
-                  "pruner": "none", "space": {"train.lr": {"low": 1.0e-3, "high": 1.0e-2, "log": True}}},
+                  "pruner": "median", "space": {"train.lr": {"low": 1.0e-4, "high": 3.0e-2, "log": True},
+                                                "model.params.dropout": {"low": 0.0, "high": 0.4}}},
     })
     profile = {}
     try:
@@ -107,6 +145,7 @@ def test_cluster_up_submit_sweep_down(tmp_path, postgres_db):
         study = optuna.load_study(study_name=name, storage=make_storage(env["CONDUCTOR_OPTUNA_STORAGE"], heartbeat=False))
         nodes = {tr.user_attrs["node_id"] for tr in study.trials}
         assert len(nodes) == 2, nodes  # parallel trials were placed on both Ray nodes
+        check_sweep(out["summary"], study)
 
         bad = run_cli("submit", spec, "--set", "train.lr=-1", env=env, timeout=120)
         assert bad.returncode == 2 and bad.stderr.startswith("error: ")
@@ -120,6 +159,6 @@ def test_cluster_up_submit_sweep_down(tmp_path, postgres_db):
     assert ours(home) == []
     for key in ("prefect_api_url", "dask_address", "ray_address"):
         if key in profile:
-            port = int(profile[key].rstrip("/api").rsplit(":", 1)[1])
+            port = int(profile[key].removesuffix("/api").rsplit(":", 1)[1])
             assert port_free(port), key
     assert not (home / "cluster" / "profile.json").exists()
