@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from conftest import ROOT, run_cli, tree, write_spec
 
 pytestmark = pytest.mark.e2e

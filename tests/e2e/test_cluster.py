@@ -10,8 +10,8 @@ import uuid
 import optuna
 import psutil
 import pytest
-from conftest import run_cli, write_spec
 
+from conftest import run_cli, write_spec
 from tasks.sweep_objective import make_storage
 
 pytestmark = pytest.mark.e2e

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import ROOT, run_cli, write_spec
 
+from conftest import ROOT, run_cli, write_spec
 from tasks.sweep_objective import make_storage
 
 pytestmark = pytest.mark.e2e

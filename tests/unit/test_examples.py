@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import ROOT
 
+from conftest import ROOT
 from models import build_model
 from tasks.evaluate import evaluate
 from tasks.preprocess import n_inputs, preprocess

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import tree
 
+from conftest import tree
 from tasks.errors import UserError
 from tasks.preprocess import ROW, Prepared, check_source, encode, preprocess
 from tasks.spec import Data
