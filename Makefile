@@ -13,7 +13,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_LOGGING_LEVEL ?= WARNING
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-fast lint sweep dashboard predict serve cluster-up cluster-down cluster-status submit bench clean
+.PHONY: help install run test test-fast lint sweep dashboard predict cluster-up cluster-down cluster-status submit bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -31,7 +31,7 @@ run: install ## run the main job: experiments/digits-cnn.yaml (SPEC=... override
 	$(VENV)/bin/conductor run $(SPEC)
 
 test: install ## run every test (unit, integration, e2e)
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q --durations=12
 
 test-fast: install ## unit tests only
 	$(PY) -m pytest tests/unit -q
@@ -39,17 +39,14 @@ test-fast: install ## unit tests only
 lint: install ## ruff
 	$(VENV)/bin/ruff check flows tasks models cluster tests benchmarks
 
-sweep: install ## hyperparameter sweep of SPEC (digits-cnn by default) with Optuna on Ray
-	$(VENV)/bin/conductor sweep $(SPEC)
+sweep: install ## 20-trial sweep of SPEC (digits-cnn by default), 2 at a time on Ray; RESUME=1 continues it
+	$(VENV)/bin/conductor sweep $(SPEC) $(if $(RESUME),--resume,)
 
 dashboard: install ## optuna-dashboard on the sweep storage, bound to 127.0.0.1
 	$(VENV)/bin/conductor dashboard
 
 predict: install ## batch inference: make predict RUN=runs/<name>/<id> INPUT=file.csv OUT=preds.csv
 	$(VENV)/bin/conductor predict $(RUN) $(INPUT) --out $(OUT)
-
-serve: install ## online inference of RUN over HTTP (Ray Serve)
-	$(VENV)/bin/conductor serve $(RUN)
 
 cluster-up: install ## start a local cluster on 127.0.0.1 (Prefect server + worker, Ray head + node, Dask)
 	$(VENV)/bin/conductor cluster up

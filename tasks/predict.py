@@ -52,7 +52,10 @@ def predict_frame(pdf: pd.DataFrame, run_dir: str, id_column: str | None) -> pd.
     task = state["task"]
     if task == "classification":
         classes = state["classes"]
-        out["prediction"] = [classes[i] for i in result.argmax(-1)]
+        labels = np.asarray(classes, dtype=object)
+        picked = labels[result.argmax(-1)] if len(result) else labels[:0]
+        # explicit dtype: an empty partition (Dask's meta) must say what the labels are, not float64
+        out["prediction"] = pd.Series(picked, dtype="int64" if all(isinstance(c, int) for c in classes) else object)
         for i, c in enumerate(classes):
             out[f"p_{c}"] = result[:, i]
     elif task == "regression":

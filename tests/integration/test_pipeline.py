@@ -25,8 +25,8 @@ def customers(n: int = 1200, seed: int = 0) -> pd.DataFrame:
     df = pd.DataFrame({"customer": np.arange(10_000, 10_000 + n), "age": age.round(0), "income": income,
                        "plan": plan, "region": rng.choice(["north", "south", "east", "west"], n),
                        "churn": np.where(score > 0.2, "stays", "leaves")})
-    df.loc[rng.choice(n, 100, replace=False), "age"] = np.nan
-    df.loc[rng.choice(n, 80, replace=False), "plan"] = None
+    df.loc[rng.choice(n, n // 12, replace=False), "age"] = np.nan
+    df.loc[rng.choice(n, n // 15, replace=False), "plan"] = None
     df.loc[3, "income"] = 5e7
     return df
 

@@ -81,7 +81,7 @@ def test_missing_required_sections():
 
 def test_sweep_space_dimensions():
     raw = with_(sweep={"space": {"train.lr": {"low": 1, "high": 0.1}}})
-    assert "low (1.0) must not exceed high" in error_of(raw)
+    assert "sweep.space.train.lr: low (1) must not exceed high (0.1)" in error_of(raw)
     raw = with_(sweep={"space": {"train.lr": {"low": 0, "high": 1, "log": True}}})
     assert "log scale needs low > 0" in error_of(raw)
 
