@@ -55,7 +55,8 @@ def predict_frame(pdf: pd.DataFrame, run_dir: str, id_column: str | None) -> pd.
         labels = np.asarray(classes, dtype=object)
         picked = labels[result.argmax(-1)] if len(result) else labels[:0]
         # explicit dtype: an empty partition (Dask's meta) must say what the labels are, not float64
-        out["prediction"] = pd.Series(picked, dtype="int64" if all(isinstance(c, int) for c in classes) else object)
+        out["prediction"] = (pd.Series(picked, dtype="int64") if all(isinstance(c, int) for c in classes)
+                             else pd.Series(picked.astype(str), dtype="str"))
         for i, c in enumerate(classes):
             out[f"p_{c}"] = result[:, i]
     elif task == "regression":
