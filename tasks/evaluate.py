@@ -87,7 +87,8 @@ def plot_learning_curves(history: list[dict], task: str, path: Path) -> str:
         if history and key in history[0]:
             axes[0].plot(epochs, [r[key] for r in history], marker="o", ms=3, label=key)
     axes[0].set(xlabel="epoch", ylabel="loss", title="loss")
-    axes[0].legend()
+    if axes[0].lines:
+        axes[0].legend()
     if history and metric in history[0]:
         axes[1].plot(epochs, [r[metric] for r in history], marker="o", ms=3, color="C2")
     axes[1].set(xlabel="epoch", ylabel=metric, title=metric)
