@@ -29,7 +29,6 @@ from tasks.progress import Follower, format_row  # noqa: E402
 from tasks.spec import Spec, validate  # noqa: E402
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-DONE = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
 def counts(study: optuna.Study) -> dict:
