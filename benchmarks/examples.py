@@ -14,6 +14,9 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tasks.data import Preprocessor  # noqa: E402
 
 
 def run(name: str, home: Path) -> dict:
@@ -24,9 +27,9 @@ def run(name: str, home: Path) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def split(summary: dict, home: Path, name: str) -> pd.DataFrame:
-    state = json.loads((Path(summary["run_dir"]) / "preprocessor.json").read_text())
-    return pd.read_parquet(home / ".cache" / state["fingerprint"] / name), state
+def split(summary: dict, home: Path, name: str):
+    prep = Preprocessor.load(Path(summary["run_dir"]))
+    return pd.read_parquet(home / ".cache" / prep.fingerprint / name), prep
 
 
 def xs(frame):
@@ -46,7 +49,7 @@ def main() -> None:
             m = s["metrics"]
             if name == "diabetes-linear":
                 (tr, state), (te, _) = split(s, home, "train"), split(s, home, "test")
-                ts = state["target_scale"]
+                ts = state.target_scale
                 ls = LinearRegression().fit(xs(tr), tr["y"])
                 oracle = r2_score(te["y"] * ts["scale"] + ts["center"], ls.predict(xs(te)) * ts["scale"] + ts["center"])
                 rows.append((name, "test/r2", m["test/r2"], f"within 0.02 of least squares {oracle:.4f}",

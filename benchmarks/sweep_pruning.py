@@ -35,7 +35,7 @@ def sweep(home: Path, pruner: str, parallel: int, trials: int, epochs: int) -> d
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     import optuna
 
-    from tasks.sweep_objective import make_storage
+    from tasks.sweep import make_storage
 
     study = optuna.load_study(study_name=summary["study"], storage=make_storage(f"sqlite:///{home / 'optuna.db'}", heartbeat=False))
     epochs_spent = sum(len(t.intermediate_values) for t in study.trials)

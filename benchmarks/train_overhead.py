@@ -27,14 +27,14 @@ def plain_loop(spec, home: Path) -> dict:
     import torch
 
     from models import build_model
+    from tasks.data import preprocess
     from tasks.evaluate import evaluate
-    from tasks.preprocess import preprocess
     from tasks.train import LossModule, fit
 
     t0 = time.perf_counter()
     prep = preprocess(spec.data, home, log=lambda *_: None)
     t_prep = time.perf_counter() - t0
-    state = prep.state
+    prepro = prep.preprocessor
 
     def tensors(split):
         df = pd.read_parquet(prep.path(split))
@@ -52,15 +52,15 @@ def plain_loop(spec, home: Path) -> dict:
             yield {"x": x[j], "y": y[j], "row": j}
 
     torch.manual_seed(spec.train.seed)
-    model = build_model(spec.model.name, state["input_shape"], state["output_dim"], state["task"], spec.model.params)
+    model = build_model(spec.model.name, prepro.input_shape, prepro.output_dim, prepro.task, spec.model.params)
     t1 = time.perf_counter()
     progress, best = fit(LossModule(model), model, lambda e: batches(xt, yt, e), lambda: batches(xv, yv),
-                         spec.train, state)
+                         spec.train, prepro)
     t_train = time.perf_counter() - t1
     model.load_state_dict(best)
     t2 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        result = evaluate(model, batches(xs, ys), state, progress.history, Path(tmp))
+        result = evaluate(model, batches(xs, ys), prepro, progress.history, Path(tmp))
     t_eval = time.perf_counter() - t2
     return {"total_s": time.perf_counter() - t0, "preprocess_s": t_prep, "train_s": t_train, "evaluate_s": t_eval,
             "samples_per_s": progress.samples / progress.train_seconds, "epochs": progress.epoch,

@@ -5,7 +5,7 @@ import logging
 import os
 import time
 
-from .settings import Settings
+from .settings import Settings, SettingsError
 
 # Quiet defaults for every engine we start; a user's own setting wins.
 QUIET_ENV = {
@@ -53,9 +53,7 @@ def ensure_ray(settings: Settings, num_cpus: int | None = None) -> dict:
         try:
             ray.init(address=settings.ray_address, **{k: v for k, v in kwargs.items() if k != "include_dashboard"})
         except (ConnectionError, RuntimeError) as e:
-            from tasks.errors import UserError
-
-            raise UserError(f"CONDUCTOR_RAY_ADDRESS: cannot reach Ray at {settings.ray_address!r} ({e})") from None
+            raise SettingsError(f"CONDUCTOR_RAY_ADDRESS: cannot reach Ray at {settings.ray_address!r} ({e})") from None
     else:
         # "local": a fresh instance even when `ray start` left /tmp/ray/ray_current_cluster behind
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), **kwargs)

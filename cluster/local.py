@@ -10,109 +10,27 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
+from .processes import (
+    LOOPBACK,
+    Service,
+    alive,
+    answers_http,
+    answers_tcp,
+    bin_path,
+    cluster_dir,
+    pick_port,
+    wait_until,
+)
 from .settings import home, profile_path
 
 POOL = "conductor"
-LOOPBACK = "127.0.0.1"
 RAY_CPUS_PER_NODE = 1
 RAY_MEMORY = 3 * 2**30
 RAY_OBJECT_STORE = 400 * 2**20
-
-
-class ClusterError(RuntimeError):
-    """A service did not come up; the message says which, and where its log is."""
-
-
-def cluster_dir() -> Path:
-    return home() / "cluster"
-
-
-def bin_path(name: str) -> str:
-    exe = Path(sys.executable).parent / name
-    return str(exe) if exe.exists() else name
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((LOOPBACK, port))
-        except OSError:
-            return False
-        return True
-
-
-def pick_port(preferred: int, taken: set[int]) -> int:
-    if preferred not in taken and port_free(preferred):
-        taken.add(preferred)
-        return preferred
-    while True:
-        with socket.socket() as s:
-            s.bind((LOOPBACK, 0))
-            port = s.getsockname()[1]
-        if port not in taken:
-            taken.add(port)
-            return port
-
-
-def answers_tcp(port: int, host: str = LOOPBACK) -> bool:
-    with socket.socket() as s:
-        s.settimeout(1.0)
-        return s.connect_ex((host, port)) == 0
-
-
-def answers_http(url: str, method: str = "GET") -> bool:
-    """True when the URL answers 200; a POST sends an empty JSON body (Prefect's filter endpoints)."""
-    try:
-        data = b"{}" if method == "POST" else None
-        req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=2) as r:  # noqa: S310 - our own loopback server
-            if method == "POST":
-                return r.status == 200 and json.loads(r.read() or b"[]") != []
-            return r.status == 200
-    except (OSError, ValueError):
-        return False
-
-
-def wait_until(check, timeout: float, what: str, log: Path | None = None, proc: subprocess.Popen | None = None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        if proc is not None and proc.poll() is not None:
-            break
-        time.sleep(0.5)
-    tail = ""
-    if log and log.exists():
-        tail = "\n".join(log.read_text(errors="ignore").splitlines()[-15:])
-    raise ClusterError(f"{what} did not answer within {timeout:.0f}s (log: {log})\n{tail}")
-
-
-@dataclass
-class Service:
-    name: str
-    address: str
-    pid: int
-    started: float
-    log: str
-
-
-def _alive(pid: int, started: float) -> bool:
-    import psutil
-
-    try:
-        p = psutil.Process(pid)
-        return abs(p.create_time() - started) < 2 and p.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
 
 
 class LocalCluster:
@@ -162,7 +80,7 @@ class LocalCluster:
     # ------------------------------------------------------------ up
     def up(self, log=print) -> dict:
         existing = self.load()
-        if existing and all(_alive(s.pid, s.started) for s in existing) and self.profile():
+        if existing and all(alive(s.pid, s.started) for s in existing) and self.profile():
             log("cluster is already up (conductor cluster status shows it)")
             return self.profile()
         if existing:
@@ -262,7 +180,7 @@ class LocalCluster:
         stopped = []
         services = self.load()
         for s in reversed(services):
-            if not _alive(s.pid, s.started):
+            if not alive(s.pid, s.started):
                 continue
             try:
                 os.killpg(s.pid, signal.SIGTERM)
@@ -271,9 +189,9 @@ class LocalCluster:
             stopped.append(s.name)
         deadline = time.monotonic() + 8
         for s in services:
-            while _alive(s.pid, s.started) and time.monotonic() < deadline:
+            while alive(s.pid, s.started) and time.monotonic() < deadline:
                 time.sleep(0.2)
-            if _alive(s.pid, s.started):
+            if alive(s.pid, s.started):
                 try:
                     os.killpg(s.pid, signal.SIGKILL)
                 except ProcessLookupError:
@@ -300,15 +218,15 @@ class LocalCluster:
         prof = self.profile()
         rows = []
         for s in self.load():
-            alive = _alive(s.pid, s.started)
-            answers = alive
-            if alive and s.name == "prefect-server":
+            running = alive(s.pid, s.started)
+            answers = running
+            if running and s.name == "prefect-server":
                 answers = answers_http(f"{prof.get('prefect_api_url')}/health")
-            elif alive and s.name == "ray-head":
+            elif running and s.name == "ray-head":
                 answers = answers_tcp(int(prof["ray_address"].rsplit(":", 1)[1]))
-            elif alive and s.name == "dask-scheduler":
+            elif running and s.name == "dask-scheduler":
                 answers = answers_tcp(int(prof["dask_address"].rsplit(":", 1)[1]))
-            rows.append({"service": s.name, "address": s.address, "pid": s.pid, "running": alive, "answers": answers,
+            rows.append({"service": s.name, "address": s.address, "pid": s.pid, "running": running, "answers": answers,
                          "log": s.log})
         return rows
 

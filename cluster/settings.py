@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,11 @@ ENV = {
     "prefect_api_url": "PREFECT_API_URL",
     "optuna_storage": "CONDUCTOR_OPTUNA_STORAGE",
 }
+
+
+class SettingsError(ValueError):
+    """An address, URL or file a user gave that is wrong or unreachable; the message names it.
+    The CLI prints it as one `error: ...` line with exit code 2, like tasks.errors.UserError."""
 
 
 def home() -> Path:
@@ -34,11 +40,6 @@ class Settings:
     dask_address: str | None = None
     prefect_api_url: str | None = None
     optuna_storage: str | None = None
-    source: str = "embedded"  # embedded | profile | environment
-
-    @property
-    def embedded(self) -> bool:
-        return not (self.ray_address or self.dask_address or self.prefect_api_url)
 
     def default_storage(self) -> str:
         return self.optuna_storage or f"sqlite:///{self.home / 'optuna.db'}"
@@ -46,14 +47,16 @@ class Settings:
 
 def load_settings() -> Settings:
     values: dict[str, str | None] = {}
-    source = "embedded"
     prof = profile_path()
     if prof.is_file():
         data = json.loads(prof.read_text())
         values.update({k: data.get(k) for k in ENV})
-        source = "profile"
     for key, var in ENV.items():
         if os.environ.get(var):
             values[key] = os.environ[var]
-            source = "environment"
-    return Settings(home=home(), source=source, **values)
+    return Settings(home=home(), **values)
+
+
+def redact_url(url: str) -> str:
+    """postgresql://user:secret@host/db → postgresql://user:***@host/db, for logs and summaries."""
+    return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", url)

@@ -46,7 +46,7 @@ def submit(spec: Spec, kind: str, profile: dict, wait: bool, log=print, poll_s: 
     if kind not in FLOWS:
         raise UserError(f"--flow: {kind!r} is not a flow; choose from {sorted(FLOWS)}")
     if kind == "sweep":
-        from tasks.sweep_objective import check_space
+        from tasks.sweep import check_space
 
         check_space(spec)
     name = deploy(kind, profile.get("work_pool", "conductor"))

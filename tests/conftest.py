@@ -42,7 +42,7 @@ def engines(home):
     dask_cluster = LocalCluster(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None)
     os.environ["CONDUCTOR_DASK_ADDRESS"] = dask_cluster.scheduler_address
     with prefect_test_harness(server_startup_timeout=120):
-        from flows.pipeline import quiet_prefect_console
+        from flows.common import quiet_prefect_console
 
         quiet_prefect_console()
         yield {"dask": dask_cluster.scheduler_address}

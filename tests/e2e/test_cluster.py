@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from conftest import run_cli, write_spec
-from tasks.sweep_objective import make_storage
+from tasks.sweep import make_storage
 
 pytestmark = pytest.mark.e2e
 
@@ -62,7 +62,7 @@ def check_sweep(summary: dict, study: optuna.Study) -> None:
     """What a finished sweep leaves: exact trial counts, curves in Optuna and W&B, the best model registered."""
     from pathlib import Path
 
-    from tasks.tracking import read_run
+    from wandb_files import read_run
 
     done = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
     assert len(done) == 4 and summary["trials"]["failed"] == 0

@@ -16,7 +16,7 @@ import optuna
 import pytest
 
 from conftest import ROOT, run_cli, write_spec
-from tasks.sweep_objective import make_storage
+from tasks.sweep import make_storage
 
 pytestmark = pytest.mark.e2e
 

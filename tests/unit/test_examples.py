@@ -10,12 +10,11 @@ import torch
 
 from conftest import ROOT
 from models import build_model
+from tasks.data import preprocess
 from tasks.evaluate import evaluate
-from tasks.preprocess import n_inputs, preprocess
 from tasks.spec import load_spec
-from tasks.sweep_objective import check_space
-from tasks.train import LossModule, fit
-from tasks.train_ray import to_tensors
+from tasks.sweep import check_space
+from tasks.train import LossModule, fit, to_tensors
 
 SPECS = sorted((ROOT / "experiments").glob("*.yaml"))
 EXPECTED = {"classification": "test/accuracy", "regression": "test/r2", "forecasting": "test/r2",
@@ -34,16 +33,16 @@ def test_example_smoke(path: Path, tmp_path):
     if spec.sweep is not None:
         check_space(spec)
     prep = preprocess(spec.data, tmp_path / "home", log=lambda *_: None)
-    state = prep.state
-    task = state["task"]
+    state = prep.preprocessor
+    task = state.task
 
     def batches(split):
         frame = pd.read_parquet(prep.path(split))
-        return [to_tensors({c: frame[c].to_numpy()[i:i + 128] for c in frame.columns}, n_inputs(state), task)
+        return [to_tensors({c: frame[c].to_numpy()[i:i + 128] for c in frame.columns}, state.n_inputs, task)
                 for i in range(0, len(frame), 128)]
 
     torch.manual_seed(0)
-    model = build_model(spec.model.name, state["input_shape"], state["output_dim"], task, spec.model.params)
+    model = build_model(spec.model.name, state.input_shape, state.output_dim, task, spec.model.params)
     train, val = batches("train"), batches("val")
     progress, best = fit(LossModule(model), model, lambda _e: train, lambda: val, spec.train, state)
     assert progress.epoch == 1 and torch.isfinite(torch.tensor(progress.history[0]["train/loss"]))

@@ -1,0 +1,104 @@
+"""Processes of the local cluster: ports on loopback, whether a service answers, waiting for it, and
+whether a recorded pid is still the process we started."""
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from .settings import home
+
+LOOPBACK = "127.0.0.1"
+
+
+class ClusterError(RuntimeError):
+    """A service did not come up; the message says which, and where its log is."""
+
+
+def cluster_dir() -> Path:
+    return home() / "cluster"
+
+
+def bin_path(name: str) -> str:
+    exe = Path(sys.executable).parent / name
+    return str(exe) if exe.exists() else name
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((LOOPBACK, port))
+        except OSError:
+            return False
+        return True
+
+
+def pick_port(preferred: int, taken: set[int]) -> int:
+    if preferred not in taken and port_free(preferred):
+        taken.add(preferred)
+        return preferred
+    while True:
+        with socket.socket() as s:
+            s.bind((LOOPBACK, 0))
+            port = s.getsockname()[1]
+        if port not in taken:
+            taken.add(port)
+            return port
+
+
+def answers_tcp(port: int, host: str = LOOPBACK) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1.0)
+        return s.connect_ex((host, port)) == 0
+
+
+def answers_http(url: str, method: str = "GET") -> bool:
+    """True when the URL answers 200; a POST sends an empty JSON body (Prefect's filter endpoints)."""
+    try:
+        data = b"{}" if method == "POST" else None
+        req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=2) as r:  # noqa: S310 - our own loopback server
+            if method == "POST":
+                return r.status == 200 and json.loads(r.read() or b"[]") != []
+            return r.status == 200
+    except (OSError, ValueError):
+        return False
+
+
+def wait_until(check, timeout: float, what: str, log: Path | None = None, proc: subprocess.Popen | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if proc is not None and proc.poll() is not None:
+            break
+        time.sleep(0.5)
+    tail = ""
+    if log and log.exists():
+        tail = "\n".join(log.read_text(errors="ignore").splitlines()[-15:])
+    raise ClusterError(f"{what} did not answer within {timeout:.0f}s (log: {log})\n{tail}")
+
+
+@dataclass
+class Service:
+    name: str
+    address: str
+    pid: int
+    started: float
+    log: str
+
+
+def alive(pid: int, started: float) -> bool:
+    import psutil
+
+    try:
+        p = psutil.Process(pid)
+        return abs(p.create_time() - started) < 2 and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False

@@ -1,0 +1,101 @@
+"""The `conductor` Typer app and what every command shares: one `error: ...` line and exit code 2 for a
+user's mistake, `failed: ...` and exit 1 for ours, `--debug` for tracebacks, and the summary table."""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import traceback
+
+import typer
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+    help="Run deep-learning experiments from one spec file: Prefect flows, Dask preprocessing, "
+         "Ray Train, Optuna sweeps, W&B tracking. See experiments/ for specs.",
+)
+STATE = {"debug": False}
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="show tracebacks of errors")):
+    STATE["debug"] = debug or os.environ.get("CONDUCTOR_DEBUG") == "1"
+    _use_cluster_profile()
+
+
+def _use_cluster_profile() -> None:
+    """After `conductor cluster up`, every command talks to that cluster's Prefect API (set before prefect loads)."""
+    from cluster.settings import load_settings
+
+    settings = load_settings()
+    if settings.prefect_api_url and "PREFECT_API_URL" not in os.environ:
+        os.environ["PREFECT_API_URL"] = settings.prefect_api_url
+
+
+def user_errors(fn):
+    """Turn user errors into `error: ...` + exit 2; other failures exit 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from tasks.errors import USER_ERRORS
+
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except USER_ERRORS as e:
+            if STATE["debug"]:
+                traceback.print_exc()
+            print(f"error: {e}", file=sys.stderr)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            raise typer.Exit(130) from None
+        except Exception as e:  # noqa: BLE001 - a failure of ours: say what it was, keep the exit code apart
+            if STATE["debug"]:
+                traceback.print_exc()
+            cause = _root_cause(e)
+            print(f"failed: {type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}"
+                  " (--debug shows the traceback)", file=sys.stderr)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _root_cause(e: BaseException) -> BaseException:
+    from tasks.errors import USER_ERRORS
+
+    seen = e
+    while seen.__cause__ is not None and not isinstance(seen, USER_ERRORS):
+        seen = seen.__cause__
+    return seen
+
+
+def quiet_engines() -> None:
+    """Prefect's console handlers stay quiet unless --debug: failures reach the user as one line."""
+    if not STATE["debug"]:
+        from flows.common import quiet_prefect_console
+
+        quiet_prefect_console()
+
+
+def print_summary(summary: dict, as_json: bool, console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console(stderr=as_json)
+    table = Table(title=f"{summary['name']} · {summary.get('run_id', '')}", show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in summary["metrics"].items():
+        table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+    console.print(table)
+    console.print(f"run directory  {summary['run_dir']}")
+    wb = summary.get("wandb") or {}
+    if wb.get("run_dir"):
+        hint = "  (upload later: wandb sync " + wb["run_dir"] + ")" if wb.get("mode") == "offline" else ""
+        console.print(f"W&B ({wb.get('mode')})  {wb['run_dir']}{hint}")
+    console.print(f"took {summary['duration_s']:.1f}s")
+    if as_json:
+        print(json.dumps(summary, default=str), flush=True)

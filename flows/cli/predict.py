@@ -1,0 +1,62 @@
+"""`conductor predict` and `conductor dashboard`: a trained run applied to new rows; the sweep dashboard."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .app import app, user_errors
+
+
+@app.command()
+@user_errors
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory: runs/<name>/<run-id>")],
+    input_path: Annotated[str, typer.Argument(metavar="INPUT", help="raw rows: CSV/Parquet path, glob or fsspec URL")],
+    out: Annotated[Path, typer.Option("--out", help="where to write predictions (.csv or .parquet)")],
+    id_column: Annotated[str | None, typer.Option("--id", help="input column to carry next to each prediction")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON summary as the last stdout line")] = False,
+):
+    """Apply a run's saved preprocessor and model to new rows (on Dask); writes labels and probabilities or values."""
+    t0 = time.perf_counter()
+    from tasks.predict import predict as run_predict
+
+    summary = run_predict(run_dir, input_path, out, id_column)
+    summary["duration_s"] = time.perf_counter() - t0
+    print(f"wrote {summary['rows']} predictions to {summary['out']} in {summary['duration_s']:.1f}s",
+          file=sys.stderr if as_json else sys.stdout)
+    if as_json:
+        print(json.dumps(summary))
+
+
+@app.command()
+@user_errors
+def dashboard(
+    storage: Annotated[str | None, typer.Option("--storage", help="Optuna storage URL; default CONDUCTOR_OPTUNA_STORAGE or sqlite:///runs/optuna.db")] = None,
+    host: Annotated[str, typer.Option("--host", help="address to bind; the dashboard has no login, so keep it on loopback")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="port to serve on")] = 8080,
+):
+    """Serve optuna-dashboard on the sweep storage: live learning curves, importances, every trial."""
+    from cluster.settings import load_settings, redact_url
+    from tasks.sweep import make_storage
+
+    if storage:
+        os.environ["CONDUCTOR_OPTUNA_STORAGE"] = storage
+    url = load_settings().default_storage()
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        from tasks.errors import UserError
+
+        raise UserError(f"--storage: {url!r} does not exist yet; run `conductor sweep SPEC` first or pass --storage")
+    backend = make_storage(url, heartbeat=False)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: optuna-dashboard has no authentication and will answer anyone who reaches {host}:{port}",
+              file=sys.stderr)
+    print(f"optuna-dashboard on {redact_url(url)}: http://{host}:{port}/dashboard  (Ctrl-C stops it)", flush=True)
+    import optuna_dashboard
+
+    optuna_dashboard.run_server(backend, host=host, port=port)

@@ -1,0 +1,102 @@
+"""`conductor run` and `conductor sweep`: a spec through the pipeline flow, or through a sweep."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .app import app, print_summary, quiet_engines, user_errors
+
+
+@app.command()
+@user_errors
+def run(
+    spec: Annotated[Path, typer.Argument(help="experiment spec (YAML), e.g. experiments/digits-cnn.yaml")],
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a spec key: --set train.lr=0.01 (repeatable)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON summary as the last stdout line")] = False,
+):
+    """Run the pipeline: preprocess (Dask) → train (Ray Train) → evaluate → register a run directory."""
+    t0 = time.perf_counter()
+    from tasks.spec import load_spec
+
+    spec_obj = load_spec(spec, set_ or [])
+    from tasks.data import check_source
+
+    check_source(spec_obj.data)  # a missing file or column fails here, before any engine starts
+    print(f"conductor run {spec_obj.name}: model {spec_obj.model.name} on {spec_obj.data.source}", file=sys.stderr)
+    from flows.pipeline import run_pipeline
+
+    quiet_engines()
+    summary = run_pipeline(spec_obj)
+    summary["duration_s"] = time.perf_counter() - t0
+    summary["timings"]["total_s"] = summary["duration_s"]
+    print_summary(summary, as_json)
+
+
+@app.command()
+@user_errors
+def sweep(
+    spec: Annotated[Path, typer.Argument(help="experiment spec with a sweep: section")],
+    trials: Annotated[int | None, typer.Option("--trials", help="trials to finish (COMPLETE or PRUNED); default sweep.trials")] = None,
+    parallel: Annotated[int | None, typer.Option("--parallel", help="trials training at once on Ray; default sweep.parallel")] = None,
+    study: Annotated[str | None, typer.Option("--study", help="Optuna study name; default the spec's name")] = None,
+    storage: Annotated[str | None, typer.Option("--storage", help="Optuna storage URL; default CONDUCTOR_OPTUNA_STORAGE or sqlite:///runs/optuna.db")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue an existing study: failed and interrupted trials are retried")] = False,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a spec key: --set train.epochs=10 (repeatable)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON summary as the last stdout line")] = False,
+):
+    """Hyperparameter sweep: Optuna trials as parallel Ray Train runs, pruning, crash-safe resume."""
+    t0 = time.perf_counter()
+    from tasks.spec import load_spec
+    from tasks.sweep import check_space
+
+    spec_obj = load_spec(spec, set_ or [])
+    check_space(spec_obj)
+    if trials is not None and trials < 1 or parallel is not None and parallel < 1:
+        from tasks.errors import UserError
+
+        raise UserError("--trials and --parallel must be at least 1")
+    from tasks.data import check_source
+
+    check_source(spec_obj.data)
+    if storage:
+        os.environ["CONDUCTOR_OPTUNA_STORAGE"] = storage  # read inside the flow; never a flow parameter
+    from cluster.settings import load_settings, redact_url
+    from tasks.sweep import make_storage
+
+    url = load_settings().default_storage()
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    make_storage(url, heartbeat=False)  # an unreachable database fails here, before any engine starts
+    print(f"conductor sweep {spec_obj.name}: {trials or spec_obj.sweep.trials} trials, "
+          f"{parallel or spec_obj.sweep.parallel} at a time, storage {redact_url(url)}", file=sys.stderr)
+    from flows.sweep import run_sweep
+
+    quiet_engines()
+    summary = run_sweep(spec_obj, study, trials, parallel, resume)
+    summary["duration_s"] = time.perf_counter() - t0
+    _print_sweep(summary, as_json)
+
+
+def _print_sweep(summary: dict, as_json: bool) -> None:
+    from rich.console import Console
+
+    console = Console(stderr=as_json)
+    t = summary["trials"]
+    console.print(f"study {summary['study']} ({summary['storage']}): {t['complete']} complete, "
+                  f"{t['pruned']} pruned, {t['failed']} failed")
+    if summary.get("interrupted"):
+        console.print("stopped early: continue with --resume")
+    if summary.get("best"):
+        b = summary["best"]
+        console.print(f"best trial {b['trial']}: {b['value']:.4f}  {b['params']}")
+        print_summary({**summary, "run_id": Path(summary["run_dir"]).name}, as_json=False, console=console)
+    else:
+        console.print(f"took {summary['duration_s']:.1f}s")
+    if as_json:
+        print(json.dumps(summary, default=str), flush=True)

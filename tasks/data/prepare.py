@@ -1,0 +1,118 @@
+"""Preprocessing on Dask: check schema → clean → impute → encode → clip → scale → split → Parquet.
+
+Every statistic is fitted on the train split only and kept in a `Preprocessor` saved as
+`preprocessor.json`. The output lands in runs/.cache/<fingerprint>/ and a re-run with the same
+source and spec reuses it.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import dask.dataframe as dd
+import pandas as pd
+
+from ..errors import UserError
+from ..spec import Data
+from ..staged import staged
+from .checks import check_columns, check_rows
+from .fit import fit_columns, fit_scale, fit_target, input_shape
+from .preprocessor import ROW, VERSION, Preprocessor
+from .series import prepare_series
+from .sources import load_source, source_fingerprint
+from .split import SPLIT, SPLITS, assign_split, number_rows, oversample
+
+
+@dataclass
+class Prepared:
+    """A finished preprocessing output: where its Parquet splits are, and the fitted preprocessor."""
+
+    dir: Path
+    preprocessor: Preprocessor
+    cached: bool = False
+    seconds: float = 0.0
+
+    def path(self, split: str) -> str:
+        return str(self.dir / split)
+
+    @classmethod
+    def load(cls, directory: Path) -> Prepared:
+        return cls(Path(directory), Preprocessor.load(directory), cached=True)
+
+
+def preprocess(data: Data, home: Path, log=print) -> Prepared:
+    """Run (or reuse) preprocessing of `data`; returns where its Parquet splits and preprocessor are."""
+    t0 = time.perf_counter()
+    fingerprint = f"{source_fingerprint(data)}-v{VERSION}"
+    final = Path(home) / ".cache" / fingerprint
+    if (final / "preprocessor.json").is_file():
+        prepared = Prepared.load(final)
+        log(f"preprocess: cached {final.name} ({prepared.preprocessor.counts})")
+        return prepared
+    ddf = load_source(data)
+    dtypes = dict(ddf.dtypes.items())
+    features, numeric, categorical = check_columns(list(ddf.columns), dtypes, data)
+    check_rows(ddf, features, data)
+    if data.target and data.task != "forecasting":
+        ddf = ddf[~ddf[data.target].isna()]  # clean: a row without a target teaches nothing
+    if data.task == "forecasting":
+        prep, frames = prepare_series(ddf.compute(), features, numeric, categorical, data, dtypes)
+    else:
+        prep, frames = _prepare_rows(ddf, features, numeric, categorical, data, dtypes)
+    prep.fingerprint, prep.source = fingerprint, data.source
+    with staged(final, home) as tmp:
+        for name, frame in frames.items():
+            if isinstance(frame, pd.DataFrame):
+                frame = dd.from_pandas(frame, npartitions=1, sort=False)
+            frame.to_parquet(str(tmp / name), write_index=False, name_function=lambda i: f"part-{i:05d}.parquet")
+        counts = {s: int(len(pd.read_parquet(tmp / s, columns=[ROW]))) for s in SPLITS}
+        if counts["train"] == 0 or (data.split.val > 0 and counts["val"] == 0) or counts["test"] == 0:
+            raise UserError(f"data.split: too few rows to split ({counts}); use more data or other fractions")
+        prep.counts = counts
+        prep.save(tmp)
+    prepared = Prepared(final, prep, cached=False, seconds=time.perf_counter() - t0)
+    log(f"preprocess: {counts} rows, {len(prep.columns)} columns in {prepared.seconds:.1f}s")
+    return prepared
+
+
+def _prepare_rows(ddf, features, numeric, categorical, data: Data, dtypes):
+    p, sp = data.preprocessing, data.split
+    ddf = assign_split(number_rows(ddf), sp.seed, sp.val, sp.test)
+    if p.impute == "drop":
+        ddf = ddf.dropna(subset=features)
+    train = ddf[ddf[SPLIT] == 0]
+    prep = fit_columns(train, features, numeric, categorical, data, dtypes)
+    fit_target(prep, train, data)
+    encoded = train.map_partitions(prep.transform, False, meta=_x_meta(len(prep.columns)))
+    prep.scale = fit_scale(encoded, prep.columns, p.scale)
+    prep.input_shape = input_shape(data, len(prep.columns))
+    xy_meta = _xy_meta(len(prep.columns), data.task)
+    frames = {}
+    for i, name in enumerate(SPLITS):
+        xy = ddf[ddf[SPLIT] == i].map_partitions(prep.model_rows, meta=xy_meta)
+        if name == "train" and p.balance == "oversample" and data.task == "classification":
+            xy = xy.map_partitions(oversample, prep.class_counts, meta=xy_meta)
+        frames[name] = xy
+    frames["test_raw"] = ddf[ddf[SPLIT] == 2].drop(columns=[SPLIT])
+    return prep, frames
+
+
+def _x_meta(d: int) -> pd.DataFrame:
+    return pd.DataFrame({f"x{i}": pd.Series(dtype="float32") for i in range(d)})
+
+
+def _xy_meta(d: int, task: str) -> pd.DataFrame:
+    meta = _x_meta(d)
+    if task == "classification":
+        meta["y"] = pd.Series(dtype="int64")
+    elif task == "regression":
+        meta["y"] = pd.Series(dtype="float32")
+    meta[ROW] = pd.Series(dtype="int64")
+    return meta
+
+
+def check_source(data: Data) -> None:
+    """The cheap checks (file exists and reads, columns exist, dtypes fit) before any engine starts."""
+    ddf = load_source(data)
+    check_columns(list(ddf.columns), dict(ddf.dtypes.items()), data)

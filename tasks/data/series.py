@@ -1,0 +1,89 @@
+"""Forecasting rows: order by time, fit on the first (train) stretch, cut windows of `window` steps.
+
+A window is assigned to the split of its first target step, so test windows may read context from
+the end of validation, as a forecaster in production would.
+"""
+from __future__ import annotations
+
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+
+from ..errors import UserError
+from ..spec import Data
+from .fit import fit_columns, fit_scale
+from .preprocessor import ROW, Preprocessor
+
+
+def order_by_time(pdf: pd.DataFrame, time_column: str | None) -> pd.DataFrame:
+    if time_column:
+        pdf = pdf.sort_values(time_column, kind="stable")
+    return pdf.reset_index(drop=True)
+
+
+def windows(x: np.ndarray, target: np.ndarray, window: int, horizon: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x (N, F), target (N,) → inputs (M, window*F), outputs (M, horizon), index of each window's first target."""
+    n = len(x)
+    ends = np.arange(window - 1, n - horizon)  # last input step of each window
+    if len(ends) == 0:
+        return np.zeros((0, window * x.shape[1]), "float32"), np.zeros((0, horizon), "float32"), ends
+    idx = ends[:, None] + np.arange(-window + 1, 1)[None, :]  # (M, window)
+    inputs = x[idx].reshape(len(ends), -1)
+    outputs = target[ends[:, None] + np.arange(1, horizon + 1)[None, :]]
+    return inputs.astype("float32"), outputs.astype("float32"), ends + 1
+
+
+def forecast_inputs(prep: Preprocessor, pdf: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Every window of time-ordered raw rows, the last one included: inputs (M, window*F), last step (M,)."""
+    x, target = prep.series(pdf)
+    # windows() wants room for the targets; forecast from every window, including the last one
+    padded = np.concatenate([target, np.zeros(prep.horizon, target.dtype)])
+    xp = np.concatenate([x, np.zeros((prep.horizon, x.shape[1]), x.dtype)])
+    inputs, _, first = windows(xp, padded, prep.window, prep.horizon)
+    last = first - 1
+    keep = last < len(pdf)
+    return inputs[keep], last[keep]
+
+
+def window_frame(inputs, outputs, rows) -> pd.DataFrame:
+    frame = pd.DataFrame(inputs, columns=[f"x{i}" for i in range(inputs.shape[1])])
+    for h in range(outputs.shape[1]):
+        frame[f"y{h}"] = outputs[:, h]
+    frame[ROW] = np.asarray(rows, dtype="int64")
+    return frame
+
+
+def prepare_series(pdf: pd.DataFrame, features, numeric, categorical, data: Data, dtypes):
+    """The whole series in memory → (Preprocessor, {train, val, test, test_raw} frames)."""
+    sp, p = data.split, data.preprocessing
+    pdf = order_by_time(pdf, data.time_column)
+    if p.impute == "drop":
+        pdf = pdf.dropna(subset=features).reset_index(drop=True)
+    n = len(pdf)
+    if n < data.window + data.horizon + 2:
+        raise UserError(f"data.window: window ({data.window}) + horizon ({data.horizon}) is longer than the series "
+                        f"({n} rows); use a shorter window or more data")
+    pdf[ROW] = np.arange(n, dtype="int64")
+    n_test = int(round(n * sp.test))
+    n_val = int(round(n * sp.val))
+    n_train = n - n_val - n_test
+    if n_train < data.window + data.horizon + 1:
+        raise UserError(f"data.window: the train stretch ({n_train} rows) is shorter than window + horizon "
+                        f"({data.window + data.horizon}); use a shorter window or smaller val/test fractions")
+    train_raw = dd.from_pandas(pdf.iloc[:n_train], npartitions=1, sort=False)
+    prep = fit_columns(train_raw, features, numeric, categorical, data, dtypes)
+    prep.scale = fit_scale(prep.transform(pdf.iloc[:n_train], scale=False), prep.columns, p.scale)
+    if prep.scale["kind"] != "none":
+        col = prep.columns[prep.target_column]
+        prep.target_scale = {"center": prep.scale["center"][col], "scale": prep.scale["scale"][col]}
+    prep.window, prep.horizon, prep.output_dim = data.window, data.horizon, data.horizon
+    prep.input_shape = [data.window, len(prep.columns)]
+    x, target = prep.series(pdf)
+    inputs, outputs, first = windows(x, target, data.window, data.horizon)
+    which = np.where(first < n_train, 0, np.where(first < n_train + n_val, 1, 2))
+    frames = {name: window_frame(inputs[which == i], outputs[which == i], first[which == i])
+              for i, name in enumerate(("train", "val", "test"))}
+    test_first = int(first[which == 2].min()) if (which == 2).any() else n
+    # the raw rows that rebuild every test window: its context plus the test stretch
+    frames["test_raw"] = pdf.iloc[max(0, test_first - data.window):]
+    return prep, frames

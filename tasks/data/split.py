@@ -1,0 +1,47 @@
+"""Row numbering, the random train/val/test split of tabular rows, and oversampling of rare classes."""
+from __future__ import annotations
+
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+
+from .preprocessor import ROW
+
+SPLIT = "__split__"
+SPLITS = ("train", "val", "test")
+
+
+def number_rows(ddf: dd.DataFrame) -> dd.DataFrame:
+    """A __row__ id per row, in source order across partitions: it follows the row into every split."""
+    lengths = ddf.map_partitions(len).compute().tolist()
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).tolist()
+
+    def number(pdf, partition_info=None):
+        start = offsets[partition_info["number"]] if partition_info else 0
+        pdf = pdf.copy()
+        pdf[ROW] = np.arange(start, start + len(pdf), dtype="int64")
+        return pdf
+
+    meta = ddf._meta.assign(**{ROW: np.int64(0)})
+    return ddf.map_partitions(number, meta=meta)
+
+
+def _assign(pdf: pd.DataFrame, seed: int, val: float, test: float, partition_info=None) -> pd.DataFrame:
+    part = partition_info["number"] if partition_info else 0
+    u = np.random.default_rng([seed, part]).random(len(pdf))
+    pdf = pdf.copy()
+    pdf[SPLIT] = np.where(u < test, 2, np.where(u < test + val, 1, 0)).astype("int8")
+    return pdf
+
+
+def assign_split(ddf: dd.DataFrame, seed: int, val: float, test: float) -> dd.DataFrame:
+    """A __split__ column: 0 train, 1 val, 2 test, drawn per row from a generator seeded per partition."""
+    meta = ddf._meta.assign(**{SPLIT: np.int8(0)})
+    return ddf.map_partitions(_assign, seed, val, test, meta=meta)
+
+
+def oversample(pdf: pd.DataFrame, class_counts: list[int]) -> pd.DataFrame:
+    """Repeat each row of class c round(n_max / n_c) times, so the classes weigh about the same."""
+    top = max(class_counts)
+    reps = np.array([max(1, round(top / max(c, 1))) for c in class_counts])
+    return pdf.loc[pdf.index.repeat(reps[pdf["y"].to_numpy()])].reset_index(drop=True)

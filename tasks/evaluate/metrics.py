@@ -1,0 +1,34 @@
+"""Metric names of DESIGN.md computed from arrays: the same functions for val each epoch and for test."""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    f1_score,
+    mean_absolute_error,
+    mean_squared_error,
+    r2_score,
+)
+
+HIGHER_IS_BETTER = {"accuracy", "f1_macro", "balanced_accuracy", "r2", "elbo", "persistence_r2"}
+
+
+def classification(y_true: np.ndarray, proba: np.ndarray) -> dict:
+    pred = proba.argmax(-1)
+    return {"accuracy": float(accuracy_score(y_true, pred)),
+            "f1_macro": float(f1_score(y_true, pred, average="macro", zero_division=0)),
+            "balanced_accuracy": float(balanced_accuracy_score(y_true, pred))}
+
+
+def regression(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
+    """R², RMSE, MAE over every output (all horizon steps of a forecast together)."""
+    y_true, y_pred = np.asarray(y_true).reshape(-1), np.asarray(y_pred).reshape(-1)
+    return {"r2": float(r2_score(y_true, y_pred)),
+            "rmse": float(np.sqrt(mean_squared_error(y_true, y_pred))),
+            "mae": float(mean_absolute_error(y_true, y_pred))}
+
+
+def direction(metric: str) -> str:
+    """'maximize' or 'minimize' for a metric name such as val/accuracy or val/loss."""
+    return "maximize" if metric.split("/")[-1] in HIGHER_IS_BETTER else "minimize"

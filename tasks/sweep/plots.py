@@ -1,0 +1,48 @@
+"""Optuna's plots of a study for report.html: interactive plotly HTML, and PNG where a picture is lighter."""
+from __future__ import annotations
+
+import html
+import warnings
+from pathlib import Path
+
+import optuna
+
+PLOTS = {
+    "optimization_history": "plot_optimization_history",
+    "param_importances": "plot_param_importances",
+    "parallel_coordinate": "plot_parallel_coordinate",
+    "intermediate_values": "plot_intermediate_values",
+}
+
+
+def study_plots(study: optuna.Study, out_dir: Path) -> dict:
+    """Write out_dir/<plot>.html (plotly, one shared plotly.min.js) and <plot>.png (matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    done, pngs, skipped = [], [], []
+    for name, fn in PLOTS.items():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fig = getattr(optuna.visualization, fn)(study)
+                fig.write_html(out_dir / f"{name}.html", include_plotlyjs="directory")
+                done.append(name)
+                ax = getattr(optuna.visualization.matplotlib, fn)(study)
+                figure = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+                figure.set_size_inches(8, 4.5)
+                figure.tight_layout()
+                figure.savefig(out_dir / f"{name}.png", dpi=100)
+                plt.close(figure)
+                pngs.append(f"{out_dir.name}/{name}.png")
+        except (ValueError, RuntimeError, ZeroDivisionError) as e:  # e.g. importances need 2+ complete trials
+            skipped.append(f"{name} ({str(e).splitlines()[0][:80]})")
+    links = " · ".join(f'<a href="{out_dir.name}/{n}.html">{n.replace("_", " ")}</a>' for n in done)
+    imgs = "".join(f'<figure><img src="{html.escape(p)}"><figcaption>{html.escape(Path(p).stem.replace("_", " "))}'
+                   f"</figcaption></figure>" for p in pngs)
+    note = f"<p>not drawn: {html.escape('; '.join(skipped))}</p>" if skipped else ""
+    return {"html": f"<p>interactive: {links}</p>{imgs}{note}", "png": pngs}

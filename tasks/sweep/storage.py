@@ -1,0 +1,84 @@
+"""Optuna's side of a sweep: the storage (the one source of truth), sampler, pruner, trial counts.
+
+Heartbeats: a trial whose process died stops beating; after GRACE_S it is failed and re-queued with
+the same parameters by the retry callback, which is what `--resume` relies on.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any
+
+import optuna
+
+from cluster.settings import redact_url
+
+from ..errors import UserError
+from ..spec import Sweep
+
+HEARTBEAT_S = 2
+GRACE_S = 8
+DONE = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
+def make_storage(url: str, heartbeat: bool = True) -> optuna.storages.BaseStorage:
+    """RDB storage (SQLite or PostgreSQL) with heartbeats: a trial whose process died is failed and retried."""
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+    else:
+        kwargs["engine_kwargs"] = {"pool_pre_ping": True}
+    try:
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5 and warn every time
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            if heartbeat:
+                kwargs.update(heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                              heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
+            return optuna.storages.RDBStorage(url, **kwargs)
+    except Exception as e:  # noqa: BLE001 - a wrong URL or an unreachable server is the user's
+        raise UserError(f"--storage: cannot open Optuna storage {redact_url(url)!r} ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0]})") from None
+
+
+def make_sampler(sweep: Sweep, seed: int) -> optuna.samplers.BaseSampler:
+    return {
+        "tpe": lambda: optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, sweep.trials // 4))),
+        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+        "qmc": lambda: optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False),
+        "cmaes": lambda: optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False),
+    }[sweep.sampler]()
+
+
+def make_pruner(sweep: Sweep, epochs: int) -> optuna.pruners.BasePruner:
+    if sweep.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3)
+    if sweep.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2)
+    return optuna.pruners.NopPruner()
+
+
+def counts(study: optuna.Study) -> dict:
+    trials = study.get_trials(deepcopy=False)
+    by = {s: sum(t.state == s for t in trials) for s in optuna.trial.TrialState}
+    return {"complete": by[optuna.trial.TrialState.COMPLETE], "pruned": by[optuna.trial.TrialState.PRUNED],
+            "failed": by[optuna.trial.TrialState.FAIL], "running": by[optuna.trial.TrialState.RUNNING],
+            "waiting": by[optuna.trial.TrialState.WAITING]}
+
+
+def fail_stale(study: optuna.Study, wait_s: float) -> int:
+    """Resume: trials left RUNNING by a dead process are failed (and re-queued by the retry callback)
+    once their heartbeat is older than the grace period."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        optuna.storages.fail_stale_trials(study)
+        if counts(study)["running"] == 0 or time.monotonic() > deadline:
+            return counts(study)["failed"]
+        time.sleep(1.0)
+
+
+def existing_trials(storage_url: str, study_name: str) -> int:
+    storage = make_storage(storage_url, heartbeat=False)
+    try:
+        return len(optuna.load_study(study_name=study_name, storage=storage).get_trials(deepcopy=False))
+    except KeyError:
+        return 0

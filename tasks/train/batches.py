@@ -1,0 +1,39 @@
+"""Batches of model rows as tensors: from Ray Data shards (training) or straight from Parquet."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..data import ROW
+
+
+def to_tensors(b: dict, n_x: int, task: str) -> dict:
+    """A numpy batch of Parquet columns (x0.., y or y0.., __row__) → tensors x (B, D), y, row."""
+    x = np.stack([b[f"x{i}"] for i in range(n_x)], axis=1).astype("float32", copy=False)
+    out = {"x": torch.from_numpy(np.ascontiguousarray(x)), "row": torch.from_numpy(np.array(b[ROW], dtype="int64"))}
+    ycols = sorted((k for k in b if k == "y" or (k.startswith("y") and k[1:].isdigit())), key=lambda k: (len(k), k))
+    if ycols:
+        if task == "classification":
+            out["y"] = torch.from_numpy(np.array(b["y"], dtype="int64"))
+        else:
+            out["y"] = torch.from_numpy(np.stack([b[k] for k in ycols], axis=1).astype("float32"))
+    return out
+
+
+def shard_batches(shard, n_x: int, task: str, batch_size: int, shuffle_seed: int | None = None):
+    """Ray Data numpy batches → dicts of tensors."""
+    kwargs = {"batch_size": batch_size, "batch_format": "numpy", "drop_last": False}
+    if shuffle_seed is not None:
+        kwargs.update(local_shuffle_buffer_size=4 * batch_size, local_shuffle_seed=shuffle_seed)
+    for b in shard.iter_batches(**kwargs):
+        yield to_tensors(b, n_x, task)
+
+
+def local_batches(path: str, n_x: int, task: str, batch_size: int = 1024):
+    """The same batches read straight from Parquet, for evaluation outside Ray."""
+    import pandas as pd
+
+    frame = pd.read_parquet(path)
+    for i in range(0, len(frame), batch_size):
+        part = frame.iloc[i:i + batch_size]
+        yield to_tensors({c: part[c].to_numpy() for c in part.columns}, n_x, task)
