@@ -9,6 +9,9 @@ from .settings import Settings, SettingsError
 
 # Quiet defaults for every engine we start; a user's own setting wins.
 QUIET_ENV = {
+    # Ray reads this once, when `import ray` loads its core: set before any import, so that a driver
+    # joins `cluster up`'s Ray (token auth on) as well as an embedded one (where token is the default).
+    "RAY_AUTH_MODE": "token",
     "RAY_DEDUP_LOGS": "1",
     "RAY_TRAIN_ENABLE_STATE_TRACKING": "0",
     "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",  # else each print of a worker reaches the console twice
@@ -37,11 +40,17 @@ def quiet_env() -> None:
 
 def ensure_ray(settings: Settings, num_cpus: int | None = None) -> dict:
     """ray.init once per process: the cluster's address when set, else a local instance. Returns timings."""
+    quiet_env()  # before `import ray`: RAY_AUTH_MODE is read when ray._raylet loads
     import ray
 
     if ray.is_initialized():
         return {"ray_start_s": 0.0}
-    quiet_env()
+    if settings.ray_address and os.environ["RAY_AUTH_MODE"].lower() == "token":
+        from ray._raylet import AuthenticationMode, Config, get_authentication_mode
+
+        # ray was imported before the variable was set, and ray.init(address=...) never re-reads it
+        if get_authentication_mode() != AuthenticationMode.TOKEN:
+            Config.initialize("")  # what ray's own _enable_token_auth() does
     t0 = time.perf_counter()
     # Worker output stays in Ray's log files (CONDUCTOR_RAY_LOGS=1 forwards it): Ray Train and Ray Data
     # workers log every report and dataset execution at INFO. Progress reaches the console through
@@ -49,7 +58,6 @@ def ensure_ray(settings: Settings, num_cpus: int | None = None) -> dict:
     kwargs = dict(include_dashboard=False, logging_level=logging.ERROR,  # WARNING says token auth is on, every time
                   log_to_driver=os.environ.get("CONDUCTOR_RAY_LOGS", "0") == "1", configure_logging=True)
     if settings.ray_address:
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
         try:
             ray.init(address=settings.ray_address, **{k: v for k, v in kwargs.items() if k != "include_dashboard"})
         except (ConnectionError, RuntimeError) as e:
