@@ -53,6 +53,38 @@ def engines(home):
     ray.shutdown()
 
 
+# ---------------------------------------------------------------- one real run, shared by the integration
+# modules that check it (flows/), predict from it (predict/) and serve it
+
+@pytest.fixture(scope="session")
+def user_csv(tmp_path_factory) -> Path:
+    from fixtures_data import customers
+
+    path = tmp_path_factory.mktemp("user") / "customers.csv"
+    customers().to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def smoke_spec(user_csv) -> dict:
+    return {
+        "name": "churn-smoke",
+        "data": {"source": str(user_csv), "target": "churn", "drop": ["customer"],
+                 "preprocessing": {"impute": "median", "categorical": "onehot", "clip_outliers": 4.0}},
+        "model": {"name": "mlp", "params": {"hidden": [32], "dropout": 0.0}},
+        "train": {"epochs": 3, "workers": 2, "batch_size": 64, "lr": 0.01, "early_stopping": None},
+    }
+
+
+@pytest.fixture(scope="session")
+def smoke_run(engines, smoke_spec):
+    """One `conductor run` flow of the CSV through Prefect, Dask and Ray Train (2 workers)."""
+    from flows.pipeline import run_pipeline
+    from tasks.spec import validate
+
+    return run_pipeline(validate(smoke_spec))
+
+
 def run_cli(*args, env: dict | None = None, timeout: int = 900, cwd: Path = ROOT):
     """`python -m flows ARGS` as a subprocess (the console script's code path)."""
     import subprocess
