@@ -57,23 +57,50 @@ def open_study(ctx: SweepContext, n_trials: int, resume: bool) -> optuna.Study:
     return study
 
 
+def warm_trials(ctx: SweepContext) -> tuple[bool, float]:
+    """One-worker CPU trials run on warm workers (the sweep's own pool); bigger ones keep Ray Train."""
+    from cluster.connect import ray_resources
+
+    from ..train import plan_workers
+
+    cpus, gpus = ray_resources()
+    plan = plan_workers(ctx.spec.train.workers, ctx.spec.train.use_gpu, cpus, gpus, share=ctx.parallel)
+    return plan.workers == 1 and plan.gpu == 0, cpus
+
+
 def optimize(ctx: SweepContext, n_trials: int, resume: bool) -> dict:
     """Run trials until exactly n_trials are COMPLETE or PRUNED (failed ones are retried)."""
     study = open_study(ctx, n_trials, resume)
-    stalled = 0
+    warm, cpus = warm_trials(ctx)
     with Interrupts() as interrupts:
-        stop_when_asked = lambda st, _t: st.stop() if interrupts.stop.is_set() else None  # noqa: E731
-        while not interrupts.stop.is_set():
-            before = counts(study)
-            left = n_trials - before["complete"] - before["pruned"]
-            if left <= 0:
-                break
-            study.optimize(lambda trial: objective(trial, ctx), n_trials=left, n_jobs=min(ctx.parallel, left),
-                           catch=(Exception,), callbacks=[stop_when_asked], gc_after_trial=False)
-            after = counts(study)
-            stalled = stalled + 1 if after["complete"] + after["pruned"] == before["complete"] + before["pruned"] else 0
-            if stalled >= 2:
-                last = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.FAIL]
-                reason = last[-1].system_attrs.get("fail_reason", "see the logs") if last else "unknown"
-                raise RuntimeError(f"every trial fails; the last one: {reason}")
+        if warm:
+            from .pool import WarmPool, run_warm
+
+            pool = WarmPool(ctx, ctx.parallel, cpus)
+            try:
+                run_warm(ctx, study, n_trials, interrupts.stop, pool)
+            finally:
+                for error in pool.close():
+                    print(f"warning: W&B: {error}", file=sys.stderr)
+        else:
+            _optimize_on_ray_train(ctx, study, n_trials, interrupts)
     return {"counts": counts(study), "interrupted": interrupts.stop.is_set()}
+
+
+def _optimize_on_ray_train(ctx: SweepContext, study: optuna.Study, n_trials: int, interrupts: Interrupts) -> None:
+    """Multi-worker trials: each one a Ray Train run, `parallel` of them in threads of study.optimize."""
+    stalled = 0
+    stop_when_asked = lambda st, _t: st.stop() if interrupts.stop.is_set() else None  # noqa: E731
+    while not interrupts.stop.is_set():
+        before = counts(study)
+        left = n_trials - before["complete"] - before["pruned"]
+        if left <= 0:
+            break
+        study.optimize(lambda trial: objective(trial, ctx), n_trials=left, n_jobs=min(ctx.parallel, left),
+                       catch=(Exception,), callbacks=[stop_when_asked], gc_after_trial=False)
+        after = counts(study)
+        stalled = stalled + 1 if after["complete"] + after["pruned"] == before["complete"] + before["pruned"] else 0
+        if stalled >= 2:
+            last = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.FAIL]
+            reason = last[-1].system_attrs.get("fail_reason", "see the logs") if last else "unknown"
+            raise RuntimeError(f"every trial fails; the last one: {reason}")

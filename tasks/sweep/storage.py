@@ -70,7 +70,9 @@ def fail_stale(study: optuna.Study, wait_s: float) -> int:
     once their heartbeat is older than the grace period."""
     deadline = time.monotonic() + wait_s
     while True:
-        optuna.storages.fail_stale_trials(study)
+        with warnings.catch_warnings():  # "experimental" in Optuna 5, and said every time
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
         if counts(study)["running"] == 0 or time.monotonic() > deadline:
             return counts(study)["failed"]
         time.sleep(1.0)

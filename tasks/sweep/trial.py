@@ -1,0 +1,98 @@
+"""One trial on a warm worker: the objective, with Optuna's pruning as visible control flow.
+
+The job that crosses to the worker is typed (TrialJob); the worker keeps the prepared splits in memory
+(TrialData) from trial to trial, so a trial costs its epochs and little else.
+"""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import optuna
+import torch
+
+from ..data import Prepared, Preprocessor
+from ..spec import validate
+from ..train import LossModule, Progress, fit, local_batches
+
+
+@dataclass
+class TrialJob:
+    """What a warm worker needs to run one Optuna trial of a sweep."""
+
+    trial_id: int
+    number: int
+    params: dict
+    spec_json: dict  # the trial's spec (the sweep's spec with params applied), re-validated on the worker
+    prepared_dir: str
+    out_dir: str
+    metric: str
+    threads: int = 1
+
+
+class TrialData:
+    """A prepared directory's train and val splits as whole tensors, read once per worker process."""
+
+    def __init__(self, prepared_dir: str):
+        prepared = Prepared.load(Path(prepared_dir))
+        self.preprocessor: Preprocessor = prepared.preprocessor
+        self.splits = {}
+        for split in ("train", "val"):
+            parts = list(local_batches(prepared.path(split), self.preprocessor.n_inputs, self.preprocessor.task,
+                                       batch_size=1 << 30))
+            self.splits[split] = parts[0] if parts else {}
+
+    def batches(self, batch_size: int, seed: int):
+        """fit's train_batches(epoch) and val_batches(): a seeded shuffle per epoch, val in one batch."""
+        train, n = self.splits["train"], len(self.splits["train"]["x"])
+
+        def train_batches(epoch: int):
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000 + epoch))
+            for i in range(0, n, batch_size):
+                idx = order[i:i + batch_size]
+                yield {k: v[idx] for k, v in train.items()}
+
+        return train_batches, (lambda: iter([self.splits["val"]]))
+
+
+def reseed(seed: int, threads: int) -> None:
+    """What makes a warm process give a fresh process's result: every generator, and the thread count."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+
+
+def run_trial(trial: optuna.Trial, job: TrialJob, data: TrialData, log_row=None) -> tuple[Progress, dict]:
+    """Train the trial's spec with the plain `fit`; report every epoch; prune when Optuna says so.
+    Returns the progress and the best weights; raises optuna.TrialPruned for a pruned trial (after the
+    weights and progress are saved, so a pruned trial's curve is kept too)."""
+    from models import build_model
+
+    spec = validate(job.spec_json, "sweep trial")
+    cfg, prep = spec.train, data.preprocessor
+    reseed(cfg.seed, job.threads)
+    model = build_model(spec.model.name, prep.input_shape, prep.output_dim, prep.task, spec.model.params,
+                        class_weight=prep.class_weight)
+    train_batches, val_batches = data.batches(cfg.batch_size, cfg.seed)
+
+    def report(row, progress, extra, best) -> bool:
+        if log_row is not None:
+            log_row(row)
+        if job.metric not in row:
+            return False
+        trial.report(float(row[job.metric]), step=int(row["epoch"]))
+        # after the last epoch the training is paid for: keep it a complete trial
+        return int(row["epoch"]) < cfg.epochs and trial.should_prune()
+
+    progress, best = fit(LossModule(model), model, train_batches, val_batches, cfg, prep, report=report)
+    out = Path(job.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(best, out / "model.pt")
+    (out / "progress.json").write_text(json.dumps(progress.to_dict()))
+    if progress.stopped == "pruned":
+        raise optuna.TrialPruned(f"pruned after {progress.epoch} epochs")
+    return progress, best

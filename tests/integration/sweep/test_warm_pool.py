@@ -1,0 +1,136 @@
+"""Warm trial workers with real Ray actors and a real Optuna storage: exact trial counts, pruning,
+one W&B run per trial, a dead worker failing only its own trial, a warm worker giving a fresh
+process's result, and the CPUs given back."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from tasks.spec import validate
+from tasks.sweep import make_storage
+
+pytestmark = pytest.mark.integration
+
+SPEC = {
+    "name": "warm",
+    "data": {"source": "builtin:digits", "target": "label", "shape": [1, 8, 8]},
+    "model": {"name": "cnn", "params": {"channels": [8], "hidden": 16}},
+    "train": {"epochs": 3, "workers": 1, "batch_size": 64, "early_stopping": None},
+    "sweep": {"metric": "val/accuracy", "direction": "maximize", "trials": 4, "parallel": 2,
+              "sampler": "random", "pruner": "median",
+              "space": {"train.lr": {"low": 1.0e-4, "high": 3.0e-2, "log": True}}},
+}
+
+
+def context(home: Path, study: str, spec: dict = SPEC):
+    from tasks.data import preprocess
+    from tasks.sweep.objective import SweepContext
+
+    spec_obj = validate(spec)
+    prepared = preprocess(spec_obj.data, home, log=lambda *_: None)
+    return SweepContext(spec_obj, prepared, study, f"sqlite:///{home / 'optuna.db'}", home, 2, "offline")
+
+
+def finished(study: optuna.Study) -> list:
+    done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return [t for t in study.get_trials() if t.state in done]
+
+
+def test_warm_sweep_finishes_exactly_and_tracks_every_trial(engines, home):
+    import ray
+    from wandb_files import read_run
+
+    from tasks.sweep.optimize import optimize
+
+    ctx = context(home, "warm-exact")
+    out = optimize(ctx, n_trials=4, resume=False)
+    study = optuna.load_study(study_name="warm-exact", storage=make_storage(ctx.storage_url, heartbeat=False))
+    assert len(finished(study)) == 4 and out["counts"]["failed"] == 0
+    for t in finished(study):
+        steps = sorted(t.intermediate_values)
+        assert steps == list(range(1, len(steps) + 1))  # every epoch reached the trial
+        assert (ctx.trial_dir(t.number) / "model.pt").is_file()
+        logged = read_run(t.user_attrs["wandb_run_dir"])
+        assert logged["name"] == f"warm-exact-t{t.number}" and logged["group"] == "warm-exact"
+        curve = {h["epoch"]: h["val/accuracy"] for h in logged["history"] if "val/accuracy" in h}
+        assert curve == pytest.approx(t.intermediate_values)
+    pids = {t.user_attrs["node_id"] for t in finished(study)}
+    assert pids  # the actors say where they ran
+    deadline = time.monotonic() + 30  # the pool gives its CPUs back
+    while ray.available_resources().get("CPU", 0) < ray.cluster_resources()["CPU"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert ray.available_resources().get("CPU", 0) == ray.cluster_resources()["CPU"]
+
+
+def test_a_warm_worker_gives_a_fresh_workers_result(engines, home):
+    """The same trial twice on one warm actor, then on a fresh actor: the same curve to the last digit."""
+    import ray
+
+    from tasks.sweep.pool import WarmPool
+    from tasks.sweep.trial import TrialJob
+
+    ctx = context(home, "warm-same")
+    study = optuna.create_study(study_name="warm-same", storage=make_storage(ctx.storage_url, heartbeat=False))
+    pool = WarmPool(ctx, 1, 1.0)
+    try:
+        curves = []
+        for actor_round in range(3):
+            trial = study.ask()
+            job = TrialJob(trial._trial_id, trial.number, {}, ctx.spec.model_dump(mode="json"), str(ctx.prepared.dir),
+                           str(ctx.trial_dir(trial.number)), "val/accuracy")
+            res = ray.get(pool.actors[0].run_trial.remote(job, ctx.storage_url, "warm-same",
+                                                          ctx.spec.sweep.model_dump(mode="json")), timeout=300)
+            curves.append([r["val/loss"] for r in res["progress"]["history"]])
+            if actor_round == 1:
+                pool.replace(pool.actors[0])
+        assert curves[0] == curves[1] == curves[2]
+    finally:
+        pool.close()
+
+
+def test_a_dead_worker_fails_only_its_trial_which_runs_again(engines, home):
+    from tasks.sweep.optimize import optimize
+
+    spec = {**SPEC, "train": {**SPEC["train"], "epochs": 6}, "sweep": {**SPEC["sweep"], "pruner": "none"}}
+    ctx = context(home, "warm-kill", spec)
+    storage = make_storage(ctx.storage_url, heartbeat=False)
+    killed = {}
+
+    def kill_one_worker_mid_trial():
+        import psutil
+        import ray
+
+        raylet = ray._private.worker._global_node.all_processes["raylet"][0].process.pid  # this session's only
+
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not killed:
+            try:
+                study = optuna.load_study(study_name="warm-kill", storage=storage)
+            except KeyError:
+                time.sleep(0.5)
+                continue
+            running = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.RUNNING
+                       and len(t.intermediate_values) >= 1]
+            workers = [p for p in psutil.Process(raylet).children()
+                       if "TrialWorker" in " ".join(p.cmdline() or [])]
+            if running and workers:
+                killed.update(trial=running[0].number, params=running[0].params)
+                os.kill(workers[0].pid, signal.SIGKILL)
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_one_worker_mid_trial, daemon=True)
+    killer.start()
+    out = optimize(ctx, n_trials=3, resume=False)
+    killer.join(5)
+    study = optuna.load_study(study_name="warm-kill", storage=storage)
+    assert killed, "no worker was killed"
+    assert len(finished(study)) == 3 and out["counts"]["failed"] == 1
+    failed = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.FAIL]
+    retried = [t for t in finished(study) if t.user_attrs.get("retry_of") == failed[0].number]
+    assert len(retried) == 1 and retried[0].params == failed[0].params
