@@ -28,16 +28,22 @@ def make_storage(url: str, heartbeat: bool = True) -> optuna.storages.BaseStorag
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
     else:
         kwargs["engine_kwargs"] = {"pool_pre_ping": True}
-    try:
-        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5 and warn every time
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            if heartbeat:
-                kwargs.update(heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                              heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
-            return optuna.storages.RDBStorage(url, **kwargs)
-    except Exception as e:  # noqa: BLE001 - a wrong URL or an unreachable server is the user's
-        raise UserError(f"--storage: cannot open Optuna storage {redact_url(url)!r} ({type(e).__name__}: "
-                        f"{str(e).splitlines()[0]})") from None
+    if heartbeat:
+        kwargs.update(heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                      heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3))
+    for attempt in range(3):
+        try:
+            with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5 and warn every time
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, **kwargs)
+        except Exception as e:  # noqa: BLE001 - a wrong URL or an unreachable server is the user's
+            # two processes creating the same new database race on its schema table: the loser retries
+            if "alembic_version" in str(e) and attempt < 2:
+                time.sleep(0.5)
+                continue
+            raise UserError(f"--storage: cannot open Optuna storage {redact_url(url)!r} ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0]})") from None
+    raise AssertionError("unreachable")
 
 
 def make_sampler(sweep: Sweep, seed: int) -> optuna.samplers.BaseSampler:

@@ -33,6 +33,8 @@ DONE = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 
 
 def trials(url: str, name: str) -> list:
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return []  # let the sweep create its database: opening it here would race on its schema
     try:
         return optuna.load_study(study_name=name, storage=make_storage(url, heartbeat=False)).get_trials()
     except (KeyError, Exception):  # noqa: BLE001 - the study may not exist yet
