@@ -13,7 +13,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_LOGGING_LEVEL ?= WARNING
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-fast lint sweep dashboard predict cluster-up cluster-down cluster-status submit bench clean
+.PHONY: help install run test test-fast lint sweep dashboard predict serve cluster-up cluster-down cluster-status submit bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ dashboard: install ## optuna-dashboard on the sweep storage, bound to 127.0.0.1
 
 predict: install ## batch inference: make predict RUN=runs/<name>/<id> INPUT=file.csv OUT=preds.csv
 	$(VENV)/bin/conductor predict $(RUN) $(INPUT) --out $(OUT)
+
+serve: install ## online inference: make serve RUN=runs/<name>/<id> [PORT=8000] (Ray Serve on 127.0.0.1; Ctrl-C stops it)
+	$(VENV)/bin/conductor serve $(RUN) $(if $(PORT),--port $(PORT),)
 
 cluster-up: install ## start a local cluster on 127.0.0.1 (Prefect server + worker, Ray head + node, Dask)
 	$(VENV)/bin/conductor cluster up
