@@ -50,11 +50,11 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=9)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        a = sweep(Path(tmp) / "a", "hyperband", 2, args.trials, args.epochs)
+        a = sweep(Path(tmp) / "a", "successive_halving", 2, args.trials, args.epochs)
         b = sweep(Path(tmp) / "b", "none", 2, args.trials, args.epochs)
         c = sweep(Path(tmp) / "c", "none", 1, args.trials, args.epochs)
     print(f"\nsweep_pruning: digits-cnn, {args.trials} trials x up to {args.epochs} epochs, random sampler, seed 0\n")
-    for label, r in (("(a) hyperband, parallel 2", a), ("(b) no pruning, parallel 2", b), ("(c) no pruning, parallel 1", c)):
+    for label, r in (("(a) successive halving, parallel 2", a), ("(b) no pruning, parallel 2", b), ("(c) no pruning, parallel 1", c)):
         print(f"  {label:<28} wall {r['wall_s']:7.1f} s  epochs {r['epochs']:4d}  best val/accuracy {r['best_val']:.4f}  "
               f"trials {r['trials']}")
     print(f"\n  epochs spent, pruned/unpruned: {a['epochs'] / b['epochs']:.2f}  (target <= 0.40)")

@@ -89,4 +89,4 @@ def dask_runner_kwargs(settings: Settings) -> dict:
     if settings.dask_address:
         return {"address": settings.dask_address}
     return {"cluster_kwargs": {"processes": False, "n_workers": 1, "threads_per_worker": max(2, os.cpu_count() or 2),
-                               "dashboard_address": None}}
+                               "dashboard_address": ":0"}}  # None still binds 8787

@@ -62,20 +62,24 @@ def sweep_flow(spec: dict, study: str | None = None, trials: int | None = None, 
                         "pass --resume to continue it or --study NAME to start another")
     wandb_mode = tracking.resolve_mode(spec_obj.tracking.wandb.mode)
     future = preprocess_task.submit(spec_obj.data.model_dump(mode="json"), str(settings.home))
-    ensure_ray(settings)
+    timings = ensure_ray(settings)  # Ray starts while Dask preprocesses
     prepared = future.result()
+    timings["preprocess_s"] = prepared.seconds
     parallel, note = fit_parallel(parallel or spec_obj.sweep.parallel, ray_resources()[0])
     if note:
         print(f"note: {note}", file=sys.stderr)
     outcome = optimize_task(spec_obj, prepared, study_name, storage_url, n_trials, parallel, resume, wandb_mode)
-    c = outcome["counts"]
+    c, timings = outcome["counts"], {**timings, **outcome["timings"]}
     summary = {"name": spec_obj.name, "study": study_name, "storage": redact_url(storage_url), "parallel": parallel,
                "interrupted": outcome["interrupted"], "run_dir": None, "metrics": {}, "best": None,
                "wandb": {"mode": wandb_mode, "run_dir": None},
                "trials": {k: c[k] for k in ("complete", "pruned", "failed")}}
     if c["complete"]:
+        t1 = time.perf_counter()
         summary.update(register_best_task(spec_obj, prepared, study_name, storage_url, wandb_mode))
-    summary["flow_s"] = time.perf_counter() - t0
+        timings["register_s"] = time.perf_counter() - t1
+    summary["flow_s"] = timings["flow_s"] = time.perf_counter() - t0
+    summary["timings"] = timings
     publish_summary(summary)
     return summary
 

@@ -147,7 +147,7 @@ class Sweep(Strict):
     trials: int = Field(default=20, ge=1)
     parallel: int = Field(default=2, ge=1)
     sampler: Literal["tpe", "random", "qmc", "cmaes"] = "tpe"
-    pruner: Literal["hyperband", "median", "none"] = "hyperband"
+    pruner: Literal["successive_halving", "hyperband", "median", "none"] = "successive_halving"
     space: dict[str, Dimension] = {}
 
 

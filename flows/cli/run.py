@@ -13,6 +13,18 @@ import typer
 from .app import app, print_summary, quiet_engines, user_errors
 
 
+def start_engines(then=None):
+    """Prefect's API and Ray side by side (and `then`, e.g. a sweep's workers, once Ray is up)."""
+    from cluster.settings import load_settings
+    from flows.engines import EarlyStart
+
+    return EarlyStart(load_settings(), then)
+
+
+def print_nothing(*_) -> None:
+    pass
+
+
 @app.command()
 @user_errors
 def run(
@@ -29,11 +41,14 @@ def run(
 
     check_source(spec_obj.data)  # a missing file or column fails here, before any engine starts
     print(f"conductor run {spec_obj.name}: model {spec_obj.model.name} on {spec_obj.data.source}", file=sys.stderr)
+    early = start_engines()
     from flows.pipeline import run_pipeline
 
     quiet_engines()
+    started = early.wait()
     summary = run_pipeline(spec_obj)
     summary["duration_s"] = time.perf_counter() - t0
+    summary["timings"].update(started)
     summary["timings"]["total_s"] = summary["duration_s"]
     print_summary(summary, as_json)
 
@@ -52,14 +67,13 @@ def sweep(
 ):
     """Hyperparameter sweep: Optuna trials as parallel Ray Train runs, pruning, crash-safe resume."""
     t0 = time.perf_counter()
+    from tasks.errors import UserError
     from tasks.spec import load_spec
     from tasks.sweep import check_space
 
     spec_obj = load_spec(spec, set_ or [])
     check_space(spec_obj)
     if trials is not None and trials < 1 or parallel is not None and parallel < 1:
-        from tasks.errors import UserError
-
         raise UserError("--trials and --parallel must be at least 1")
     from tasks.data import check_source
 
@@ -67,19 +81,29 @@ def sweep(
     if storage:
         os.environ["CONDUCTOR_OPTUNA_STORAGE"] = storage  # read inside the flow; never a flow parameter
     from cluster.settings import load_settings, redact_url
-    from tasks.sweep import make_storage
+    from tasks.sweep import existing_trials, make_storage
+    from tasks.sweep.pool import prestart
+    from tasks.tracking import resolve_mode
 
-    url = load_settings().default_storage()
+    settings = load_settings()
+    url = settings.default_storage()
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     make_storage(url, heartbeat=False)  # an unreachable database fails here, before any engine starts
+    if not resume and (n := existing_trials(url, study or spec_obj.name)):
+        raise UserError(f"--study: study {study or spec_obj.name!r} already has {n} trials in {redact_url(url)}; "
+                        "pass --resume to continue it or --study NAME to start another")
     print(f"conductor sweep {spec_obj.name}: {trials or spec_obj.sweep.trials} trials, "
           f"{parallel or spec_obj.sweep.parallel} at a time, storage {redact_url(url)}", file=sys.stderr)
+    early = start_engines(lambda: prestart(spec_obj, study or spec_obj.name, parallel or spec_obj.sweep.parallel,
+                                           settings.home, resolve_mode(spec_obj.tracking.wandb.mode, warn=print_nothing)))
     from flows.sweep import run_sweep
 
     quiet_engines()
+    started = early.wait()
     summary = run_sweep(spec_obj, study, trials, parallel, resume)
     summary["duration_s"] = time.perf_counter() - t0
+    summary["timings"] = {**summary.get("timings", {}), **started}
     _print_sweep(summary, as_json)
 
 

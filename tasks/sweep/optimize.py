@@ -5,6 +5,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 import optuna
 
@@ -57,34 +58,31 @@ def open_study(ctx: SweepContext, n_trials: int, resume: bool) -> optuna.Study:
     return study
 
 
-def warm_trials(ctx: SweepContext) -> tuple[bool, float]:
-    """One-worker CPU trials run on warm workers (the sweep's own pool); bigger ones keep Ray Train."""
-    from cluster.connect import ray_resources
-
-    from ..train import plan_workers
-
-    cpus, gpus = ray_resources()
-    plan = plan_workers(ctx.spec.train.workers, ctx.spec.train.use_gpu, cpus, gpus, share=ctx.parallel)
-    return plan.workers == 1 and plan.gpu == 0, cpus
-
-
 def optimize(ctx: SweepContext, n_trials: int, resume: bool) -> dict:
     """Run trials until exactly n_trials are COMPLETE or PRUNED (failed ones are retried)."""
+    t0 = time.perf_counter()
     study = open_study(ctx, n_trials, resume)
-    warm, cpus = warm_trials(ctx)
+    from .pool import is_warm
+
+    warm, cpus = is_warm(ctx.spec, ctx.parallel)
+    timings = {"warm": warm}
     with Interrupts() as interrupts:
         if warm:
-            from .pool import WarmPool, run_warm
+            from .pool import run_warm, warm_pool
 
-            pool = WarmPool(ctx, ctx.parallel, cpus)
+            pool = warm_pool(ctx, cpus)
             try:
+                timings["pool_start_s"] = pool.wait_ready()
                 run_warm(ctx, study, n_trials, interrupts.stop, pool)
             finally:
+                t1 = time.perf_counter()
                 for error in pool.close():
                     print(f"warning: W&B: {error}", file=sys.stderr)
+                timings["pool_close_s"] = time.perf_counter() - t1
         else:
             _optimize_on_ray_train(ctx, study, n_trials, interrupts)
-    return {"counts": counts(study), "interrupted": interrupts.stop.is_set()}
+    timings["optimize_s"] = time.perf_counter() - t0
+    return {"counts": counts(study), "interrupted": interrupts.stop.is_set(), "timings": timings}
 
 
 def _optimize_on_ray_train(ctx: SweepContext, study: optuna.Study, n_trials: int, interrupts: Interrupts) -> None:

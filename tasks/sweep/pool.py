@@ -7,13 +7,17 @@ A dead actor fails only its own trial, which is re-queued, and a fresh actor tak
 """
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import optuna
 
+from ..spec import Spec
 from .objective import SweepContext
 from .space import suggest, trial_spec
 from .storage import HEARTBEAT_S, counts
@@ -60,33 +64,51 @@ class Heartbeats:
 
 
 class WarmPool:
-    """K TrialWorker actors; each gets its share of Ray's CPUs and one torch thread per whole CPU."""
+    """K TrialWorker actors; each gets its share of Ray's CPUs and one torch thread per whole CPU.
 
-    def __init__(self, ctx: SweepContext, size: int, cpus: float):
+    The actors can start (and import torch) before the sweep's data is ready: `prestart` runs while the
+    CLI waits for Prefect's API, and `prepare` then hands them the splits and the study."""
+
+    def __init__(self, spec: Spec, study: str, size: int, cpus: float, home: Path, wandb_mode: str):
         import ray
 
         from .worker import TrialWorker
 
-        w = ctx.spec.tracking.wandb
-        self.ctx, self.size = ctx, size
+        w = spec.tracking.wandb
+        self.key, self.size, self.home = (study, str(home)), size, str(home)
         self.cpu = max(0.25, int(cpus / size * 100) / 100)
-        self.threads = max(1, int(self.cpu))
-        self.wandb = {"project": w.project, "mode": ctx.wandb_mode, "group": ctx.study, "entity": w.entity}
+        # one torch thread per whole CPU; CONDUCTOR_TRIAL_THREADS pins it (benchmarks compare parallel 1 and
+        # 2 with the same threads per trial)
+        self.threads = int(os.environ.get("CONDUCTOR_TRIAL_THREADS", 0)) or max(1, int(self.cpu))
+        self.wandb = {"project": w.project, "mode": wandb_mode, "group": study, "entity": w.entity}
         self.cls = ray.remote(num_cpus=self.cpu, max_restarts=0)(TrialWorker)  # calls run in order
-        self.actors = [self._new() for _ in range(size)]
+        self.t0, self.readying, self.ctx = time.monotonic(), [], None
+        self.actors = [self.cls.remote(self.home, self.wandb) for _ in range(size)]
 
-    def _new(self):
-        ctx = self.ctx
-        actor = self.cls.remote(str(ctx.home), self.wandb)
-        actor.ready.remote(str(ctx.prepared.dir), ctx.storage_url, ctx.study, ctx.spec.sweep.model_dump(mode="json"),
-                           ctx.spec.train.epochs)  # queued ahead of its first trial: actor calls run in order
-        return actor
+    def prepare(self, ctx: SweepContext) -> WarmPool:
+        self.ctx = ctx
+        for actor in self.actors:
+            self._ready(actor)
+        return self
+
+    def _ready(self, actor) -> None:
+        ctx = self.ctx  # queued ahead of the actor's first trial: actor calls run in order
+        self.readying.append(actor.ready.remote(str(ctx.prepared.dir), ctx.storage_url, ctx.study,
+                                                ctx.spec.sweep.model_dump(mode="json"), ctx.spec.train.epochs))
+
+    def wait_ready(self, timeout: float = 300) -> float:
+        """Seconds from the pool's creation until every worker has torch, the splits and the study."""
+        import ray
+
+        ray.get(self.readying, timeout=timeout)
+        return time.monotonic() - self.t0
 
     def replace(self, actor):
         import ray
 
         ray.kill(actor, no_restart=True)
-        fresh = self._new()
+        fresh = self.cls.remote(self.home, self.wandb)
+        self._ready(fresh)
         self.actors = [fresh if a is actor else a for a in self.actors]
         return fresh
 
@@ -102,6 +124,42 @@ class WarmPool:
                 pass
             ray.kill(actor, no_restart=True)
         return errors
+
+
+_PRESTARTED: list[WarmPool] = []
+
+
+def is_warm(spec: Spec, parallel: int) -> tuple[bool, float]:
+    """One-worker CPU trials run on warm workers (the sweep's own pool); bigger ones keep Ray Train."""
+    from cluster.connect import ray_resources
+
+    from ..train import plan_workers
+
+    cpus, gpus = ray_resources()
+    plan = plan_workers(spec.train.workers, spec.train.use_gpu, cpus, gpus, share=parallel)
+    return plan.workers == 1 and plan.gpu == 0, cpus
+
+
+def prestart(spec: Spec, study: str, parallel: int, home: Path, wandb_mode: str) -> None:
+    """Start the sweep's workers now (in this process's Ray), so torch loads while other engines start."""
+    from cluster.connect import ray_resources
+
+    from ..train import fit_parallel
+
+    parallel = fit_parallel(parallel, ray_resources()[0])[0]
+    warm, cpus = is_warm(spec, parallel)
+    if warm:
+        _PRESTARTED.append(WarmPool(spec, study, parallel, cpus, home, wandb_mode))
+
+
+def warm_pool(ctx: SweepContext, cpus: float) -> WarmPool:
+    """The prestarted pool of this sweep if there is one, else a new one; ready for ctx's trials."""
+    for pool in list(_PRESTARTED):
+        _PRESTARTED.remove(pool)
+        if pool.key == (ctx.study, str(ctx.home)) and pool.size == ctx.parallel:
+            return pool.prepare(ctx)
+        pool.close()
+    return WarmPool(ctx.spec, ctx.study, ctx.parallel, cpus, ctx.home, ctx.wandb_mode).prepare(ctx)
 
 
 @dataclass
@@ -132,6 +190,12 @@ class Live:
 
 def run_warm(ctx: SweepContext, study: optuna.Study, n_trials: int, stop: threading.Event, pool: WarmPool) -> None:
     """Ask, run on an idle warm worker, tell — until exactly n_trials are COMPLETE or PRUNED, or `stop`."""
+    with warnings.catch_warnings():  # "heartbeats are meant for study.optimize": here the driver records them
+        warnings.simplefilter("ignore", UserWarning)
+        _ask_run_tell(ctx, study, n_trials, stop, pool)
+
+
+def _ask_run_tell(ctx: SweepContext, study: optuna.Study, n_trials: int, stop: threading.Event, pool: WarmPool) -> None:
     import ray
 
     sweep, raw = ctx.spec.sweep, ctx.spec.model_dump(mode="json")

@@ -24,7 +24,8 @@ SPEC = {
     "name": "resume-me",
     "data": {"source": "builtin:digits", "target": "label", "shape": [1, 8, 8]},
     "model": {"name": "cnn", "params": {"channels": [8], "hidden": 16}},
-    "train": {"epochs": 4, "workers": 1, "batch_size": 64, "early_stopping": None},
+    # warm trials take ~0.1 s an epoch: enough epochs that the kill lands inside the second trial
+    "train": {"epochs": 60, "workers": 1, "batch_size": 64, "early_stopping": None},
     "sweep": {"metric": "val/accuracy", "direction": "maximize", "trials": 2, "parallel": 1,
               "sampler": "random", "pruner": "none",
               "space": {"train.lr": {"low": 1.0e-3, "high": 1.0e-2, "log": True}}},
@@ -49,7 +50,7 @@ def wait_for(predicate, timeout: float, what: str, proc=None):
         if proc is not None and proc.poll() is not None:
             out, err = proc.communicate()
             pytest.fail(f"the sweep ended (rc {proc.returncode}) before {what}:\n{err[-3000:]}")
-        time.sleep(1)
+        time.sleep(0.2)
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
 
 

@@ -77,7 +77,7 @@ def test_a_warm_worker_gives_a_fresh_workers_result(engines, home):
 
     ctx = context(home, "warm-same")
     study = optuna.create_study(study_name="warm-same", storage=make_storage(ctx.storage_url, heartbeat=False))
-    pool = WarmPool(ctx, 1, 1.0)
+    pool = WarmPool(ctx.spec, "warm-same", 1, 1.0, home, "offline").prepare(ctx)
     try:
         curves = []
         for actor_round in range(3):

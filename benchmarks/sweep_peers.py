@@ -1,0 +1,207 @@
+"""The same sweep run by the tools a user would pick instead, each in a fresh process:
+
+  (a) plain Optuna in one process: study.optimize, the model trained inside the objective
+  (b) Ray Tune: Tuner + OptunaSearch + ASHA, reuse_actors, 2 trials at a time
+  (c) `conductor sweep` with the spec's defaults (W&B offline on, as a user runs it), parallel 2:
+      cold (no conductor, Ray or Prefect process alive) and warm (`conductor cluster up` running)
+
+Work: scikit-learn's digits, the CNN of experiments/digits-cnn.yaml (conv 32-64, hidden 128), 12 trials
+x up to 9 epochs, random sampler, successive halving (Optuna's for a and c, ASHA for b), space lr x
+dropout x batch size, one torch thread per trial where trials run side by side. All three read the
+same preprocessed splits (preprocessed once, before any clock starts).
+Prints wall times, epochs, best val accuracy, the ratios, (c)'s breakdown and its per-trial overhead.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SPEC = ROOT / "experiments" / "digits-cnn.yaml"
+
+
+def overrides(trials: int, epochs: int) -> dict:
+    return {"train.epochs": epochs, "train.early_stopping": None, "train.workers": 1, "sweep.sampler": "random",
+            "sweep.pruner": "successive_halving", "sweep.trials": trials, "sweep.parallel": 2}
+
+
+def child_optuna(spec, prepared_dir: str) -> dict:
+    """(a): thirty lines of plain Optuna, with conductor's own loop and data so the work is the same."""
+    import optuna
+
+    from tasks.sweep import make_pruner, make_sampler, suggest, trial_spec
+    from tasks.sweep.trial import TrialData, TrialJob, run_trial
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    data, raw, epochs = TrialData(prepared_dir), spec.model_dump(mode="json"), []
+    study = optuna.create_study(direction="maximize", sampler=make_sampler(spec.sweep, spec.train.seed),
+                                pruner=make_pruner(spec.sweep, spec.train.epochs))
+
+    def objective(trial):
+        params = suggest(trial, spec.sweep.space)
+        job = TrialJob(trial._trial_id, trial.number, params, trial_spec(raw, params).model_dump(mode="json"),
+                       prepared_dir, tempfile.mkdtemp(), "val/accuracy", threads=os.cpu_count() or 1)
+        try:
+            progress, _ = run_trial(trial, job, data)
+        finally:
+            epochs.append(len(trial.study._storage.get_trial(trial._trial_id).intermediate_values))
+        return next(r["val/accuracy"] for r in progress.history if r["epoch"] == progress.best_epoch)
+
+    study.optimize(objective, n_trials=spec.sweep.trials)
+    return {"epochs": sum(epochs), "best_val": study.best_value}
+
+
+def child_tune(spec, prepared_dir: str) -> dict:
+    """(b): Ray Tune runs the same trials on reused actors; ASHA stops the weak ones."""
+    import optuna
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR")
+    space = {k.replace(".", "__"): (optuna.distributions.CategoricalDistribution(d.choices) if d.choices is not None
+                                    else optuna.distributions.FloatDistribution(d.low, d.high, log=d.log))
+             for k, d in spec.sweep.space.items()}
+    raw = spec.model_dump(mode="json")
+
+    def trainable(config):
+        from models import build_model
+        from tasks.sweep import trial_spec
+        from tasks.sweep.trial import TrialData, reseed
+        from tasks.train import LossModule, fit
+
+        s = trial_spec(raw, {k.replace("__", "."): v for k, v in config.items()})
+        data = TrialData(prepared_dir)
+        reseed(s.train.seed, 1)
+        p = data.preprocessor
+        model = build_model(s.model.name, p.input_shape, p.output_dim, p.task, s.model.params)
+        train, val = data.batches(s.train.batch_size, s.train.seed)
+        fit(LossModule(model), model, train, val, s.train, p,
+            report=lambda row, *_: tune.report({"val_accuracy": row["val/accuracy"]}) and False)
+
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, {"cpu": 1}),
+        tune_config=tune.TuneConfig(
+            search_alg=OptunaSearch(space, metric="val_accuracy", mode="max",
+                                    sampler=optuna.samplers.RandomSampler(seed=spec.train.seed)),
+            scheduler=ASHAScheduler(metric="val_accuracy", mode="max", max_t=spec.train.epochs, grace_period=1,
+                                    reduction_factor=3),
+            num_samples=spec.sweep.trials, max_concurrent_trials=2, reuse_actors=True),
+        run_config=tune.RunConfig(storage_path=tempfile.mkdtemp(), name="b", verbose=0))
+    grid = tuner.fit()
+    epochs = sum(int(r.metrics.get("training_iteration", 0)) for r in grid if r.metrics)
+    full = [r.metrics["val_accuracy"] for r in grid if r.metrics and r.metrics["training_iteration"] >= spec.train.epochs]
+    ray.shutdown()
+    return {"epochs": epochs, "best_val": max(full) if full else None}
+
+
+def child(mode: str, prepared_dir: str, trials: int, epochs: int, out: str) -> None:
+    from tasks.spec import load_spec
+
+    spec = load_spec(SPEC, overrides(trials, epochs))
+    res = (child_optuna if mode == "a" else child_tune)(spec, prepared_dir)
+    Path(out).write_text(json.dumps(res))
+
+
+def run_peer(mode: str, prepared_dir: str, trials: int, epochs: int, tmp: Path) -> dict:
+    out = tmp / f"{mode}.json"
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, __file__, "--child", mode, "--prepared", prepared_dir, "--trials",
+                           str(trials), "--epochs", str(epochs), "--out", str(out)], capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode:
+        raise SystemExit(f"({mode}) failed:\n{proc.stderr[-3000:]}")
+    return {"wall_s": wall, **json.loads(out.read_text())}
+
+
+def conductor(home: Path, trials: int, epochs: int, study: str) -> dict:
+    """(c): the CLI as a user runs it, in a fresh process."""
+    import optuna
+
+    from tasks.sweep import make_storage
+
+    args = [sys.executable, "-m", "flows", "sweep", str(SPEC), "--json", "--study", study]
+    for k, v in overrides(trials, epochs).items():
+        args += ["--set", f"{k}={json.dumps(v) if v is not None else 'null'}"]
+    env = {**os.environ, "CONDUCTOR_HOME": str(home), "CONDUCTOR_TRIAL_THREADS": "1"}
+    t0 = time.perf_counter()
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env=env)
+    wall = time.perf_counter() - t0
+    if proc.returncode:
+        raise SystemExit(f"(c) failed:\n{proc.stderr[-3000:]}")
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    url = os.environ.get("CONDUCTOR_OPTUNA_STORAGE") or f"sqlite:///{home / 'optuna.db'}"
+    trials_ = optuna.load_study(study_name=study, storage=make_storage(url, heartbeat=False)).trials
+    overheads = []
+    for t in sorted(trials_, key=lambda t: t.number)[2:]:  # after each worker's first trial
+        prog = json.loads((home / "digits-cnn" / "sweeps" / study / f"t{t.number:03d}" / "progress.json").read_text())
+        spent = (t.datetime_complete - t.datetime_start).total_seconds()
+        overheads.append(spent - sum(r["epoch_seconds"] for r in prog["history"]))
+    return {"wall_s": wall, "summary": summary, "epochs": sum(len(t.intermediate_values) for t in trials_),
+            "best_val": summary["best"]["value"], "overhead_median_s": statistics.median(overheads)}
+
+
+def breakdown(c: dict) -> str:
+    t = c["summary"]["timings"]
+    before = c["wall_s"] - t["flow_s"]
+    return (f"CLI start-up, imports, Prefect API, Dask {before:.1f}s · ray.init {t['ray_start_s']:.1f}s (beside "
+            f"preprocessing) · warm workers ready {t.get('pool_start_s', 0):.1f}s · trials "
+            f"{t['optimize_s'] - t.get('pool_start_s', 0) - t.get('pool_close_s', 0):.1f}s · W&B drain + workers "
+            f"down {t.get('pool_close_s', 0):.1f}s · best trial registered {t.get('register_s', 0):.1f}s · per-trial "
+            f"overhead (median after the first) {c['overhead_median_s']:.3f}s")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--trials", type=int, default=12)
+    ap.add_argument("--epochs", type=int, default=9)
+    ap.add_argument("--no-warm", action="store_true", help="skip (c) warm, which starts `conductor cluster up`")
+    ap.add_argument("--child")
+    ap.add_argument("--prepared")
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    if args.child:
+        return child(args.child, args.prepared, args.trials, args.epochs, args.out)
+    from tasks.data import preprocess
+    from tasks.spec import load_spec
+
+    with tempfile.TemporaryDirectory(prefix="sweep-peers-") as tmp:
+        home = Path(tmp) / "runs"
+        prepared = preprocess(load_spec(SPEC).data, home, log=lambda *_: None)
+        res = {"a": run_peer("a", str(prepared.dir), args.trials, args.epochs, Path(tmp)),
+               "b": run_peer("b", str(prepared.dir), args.trials, args.epochs, Path(tmp)),
+               "c cold": conductor(home, args.trials, args.epochs, "cold")}
+        if not args.no_warm:
+            env = {**os.environ, "CONDUCTOR_HOME": str(home)}
+            up = subprocess.run([sys.executable, "-m", "flows", "cluster", "up"], cwd=ROOT, env=env,
+                                capture_output=True, text=True)
+            try:
+                if up.returncode:
+                    raise SystemExit(f"cluster up failed:\n{up.stderr[-3000:]}")
+                res["c warm"] = conductor(home, args.trials, args.epochs, "warm")
+            finally:
+                subprocess.run([sys.executable, "-m", "flows", "cluster", "down"], cwd=ROOT, env=env, capture_output=True)
+    print(f"\nsweep_peers: digits CNN, {args.trials} trials x <= {args.epochs} epochs, random sampler, "
+          "successive halving, 2 at a time\n")
+    for name, r in res.items():
+        print(f"  ({name:<6}) wall {r['wall_s']:6.1f} s  epochs {r['epochs']:4d}  best val/accuracy {r['best_val']}")
+    for name in ("c cold", "c warm"):
+        if name in res:
+            c = res[name]
+            print(f"\n  ({name}) / (a) = {c['wall_s'] / res['a']['wall_s']:.2f}x   ({name}) / (b) = "
+                  f"{c['wall_s'] / res['b']['wall_s']:.2f}x")
+            print(f"  ({name}) {breakdown(c)}")
+    print("\n  goals: warm <= 1.2x (a) and < (b); cold <= 2x (a); per-trial overhead <= 1 s")
+
+
+if __name__ == "__main__":
+    main()
