@@ -97,7 +97,8 @@ def test_a_warm_worker_gives_a_fresh_workers_result(engines, home):
 def test_a_dead_worker_fails_only_its_trial_which_runs_again(engines, home):
     from tasks.sweep.optimize import optimize
 
-    spec = {**SPEC, "train": {**SPEC["train"], "epochs": 6}, "sweep": {**SPEC["sweep"], "pruner": "none"}}
+    # ~0.05 s an epoch on a quiet machine: 60 epochs leave the killer time to catch a trial mid-way
+    spec = {**SPEC, "train": {**SPEC["train"], "epochs": 60}, "sweep": {**SPEC["sweep"], "pruner": "none"}}
     ctx = context(home, "warm-kill", spec)
     storage = make_storage(ctx.storage_url, heartbeat=False)
     killed = {}
@@ -122,7 +123,7 @@ def test_a_dead_worker_fails_only_its_trial_which_runs_again(engines, home):
             if running and workers:
                 killed.update(trial=running[0].number, params=running[0].params)
                 os.kill(workers[0].pid, signal.SIGKILL)
-            time.sleep(0.2)
+            time.sleep(0.05)
 
     killer = threading.Thread(target=kill_one_worker_mid_trial, daemon=True)
     killer.start()
