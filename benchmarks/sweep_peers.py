@@ -152,12 +152,15 @@ def conductor(home: Path, trials: int, epochs: int, study: str) -> dict:
 
 def breakdown(c: dict) -> str:
     t = c["summary"]["timings"]
-    before = c["wall_s"] - t["flow_s"]
-    return (f"CLI start-up, imports, Prefect API, Dask {before:.1f}s · ray.init {t['ray_start_s']:.1f}s (beside "
-            f"preprocessing) · warm workers ready {t.get('pool_start_s', 0):.1f}s · trials "
-            f"{t['optimize_s'] - t.get('pool_start_s', 0) - t.get('pool_close_s', 0):.1f}s · W&B drain + workers "
-            f"down {t.get('pool_close_s', 0):.1f}s · best trial registered {t.get('register_s', 0):.1f}s · per-trial "
-            f"overhead (median after the first) {c['overhead_median_s']:.3f}s")
+    before = c["summary"]["duration_s"] - t["flow_s"]
+    trials = t["optimize_s"] - t.get("pool_wait_s", 0) - t.get("pool_close_s", 0)
+    return (f"before the flow {before:.1f}s (imports, checks, Prefect API {t.get('prefect_start_s', 0):.1f}s beside "
+            f"ray.init {t['ray_start_s']:.1f}s, Dask) · in the flow: preprocessing {t['preprocess_s']:.1f}s, warm "
+            f"workers ready {t.get('pool_start_s', 0):.1f}s after their start (the sweep waited "
+            f"{t.get('pool_wait_s', 0):.1f}s), trials {trials:.1f}s, W&B drain + workers down "
+            f"{t.get('pool_close_s', 0):.1f}s, best trial registered {t.get('register_s', 0):.1f}s · after the "
+            f"flow (summary, exit) {c['wall_s'] - c['summary']['duration_s']:.1f}s · per-trial overhead (median "
+            f"after the first) {c['overhead_median_s']:.3f}s")
 
 
 def main() -> None:

@@ -72,7 +72,9 @@ def optimize(ctx: SweepContext, n_trials: int, resume: bool) -> dict:
 
             pool = warm_pool(ctx, cpus)
             try:
-                timings["pool_start_s"] = pool.wait_ready()
+                t1 = time.perf_counter()
+                timings["pool_start_s"] = pool.wait_ready()  # since the workers were created
+                timings["pool_wait_s"] = time.perf_counter() - t1  # of it, what the sweep still waited
                 run_warm(ctx, study, n_trials, interrupts.stop, pool)
             finally:
                 t1 = time.perf_counter()
