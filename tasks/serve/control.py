@@ -12,9 +12,8 @@ from pathlib import Path
 from cluster.settings import home, load_settings
 
 from ..errors import UserError
+from ..runs.load import RUN_FILES
 from .config import ServeOptions, check_options, clear_state, load_state, new_token, save_state
-
-REQUIRED = ("model.pt", "model.json", "preprocessor.json")
 
 
 def resolve_run(run_dir: str | Path | None, study: str | None, storage: str | None = None) -> Path:
@@ -47,7 +46,7 @@ def check_run(run_dir: Path) -> dict:
     """Refuse an incomplete run, or one whose model.pt does not load with weights_only=True."""
     if not run_dir.is_dir():
         raise UserError(f"RUN_DIR: {str(run_dir)!r} is not a directory")
-    missing = [f for f in REQUIRED if not (run_dir / f).is_file()]
+    missing = [f for f in RUN_FILES if not (run_dir / f).is_file()]
     if missing:
         raise UserError(f"RUN_DIR: {str(run_dir)!r} is not a complete run directory (missing {missing})")
     from .scoring import Scorer

@@ -147,14 +147,28 @@ def test_cluster_up_submit_sweep_down(tmp_path, postgres_db):
         assert len(nodes) == 2, nodes  # parallel trials were placed on both Ray nodes
         check_sweep(out["summary"], study)
 
+        # straight from the CLI, run and sweep use the cluster as well (Ray's token mode set before ray loads)
+        direct = run_cli("run", spec, "--json", env=env, timeout=600)
+        assert direct.returncode == 0 and "InvalidAuthToken" not in direct.stderr, direct.stderr[-3000:]
+        assert last_json(direct)["metrics"]["test/accuracy"] > 0.5
+        direct = run_cli("sweep", spec, "--study", f"{name}-direct", "--trials", "2", "--json", env=env, timeout=600)
+        assert direct.returncode == 0 and "InvalidAuthToken" not in direct.stderr, direct.stderr[-3000:]
+        t = last_json(direct)["trials"]
+        assert t["complete"] + t["pruned"] == 2
+        straight = optuna.load_study(study_name=f"{name}-direct",
+                                     storage=make_storage(env["CONDUCTOR_OPTUNA_STORAGE"], heartbeat=False))
+        assert {tr.user_attrs["node_id"] for tr in straight.trials} <= nodes  # on the cluster's nodes
+
         bad = run_cli("submit", spec, "--set", "train.lr=-1", env=env, timeout=120)
         assert bad.returncode == 2 and bad.stderr.startswith("error: ")
     finally:
         down = run_cli("cluster", "down", env=env, timeout=180)
-        try:
-            optuna.delete_study(study_name=name, storage=make_storage(env["CONDUCTOR_OPTUNA_STORAGE"], heartbeat=False))
-        except KeyError:
-            pass
+        for study_name in (name, f"{name}-direct"):
+            try:
+                optuna.delete_study(study_name=study_name,
+                                    storage=make_storage(env["CONDUCTOR_OPTUNA_STORAGE"], heartbeat=False))
+            except KeyError:
+                pass
     assert down.returncode == 0, down.stderr
     assert ours(home) == []
     for key in ("prefect_api_url", "dask_address", "ray_address"):
