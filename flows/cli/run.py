@@ -65,7 +65,7 @@ def sweep(
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a spec key: --set train.epochs=10 (repeatable)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON summary as the last stdout line")] = False,
 ):
-    """Hyperparameter sweep: Optuna trials as parallel Ray Train runs, pruning, crash-safe resume."""
+    """Hyperparameter sweep: Optuna trials on warm Ray workers (Ray Train runs for multi-worker trials), pruning, crash-safe resume."""
     t0 = time.perf_counter()
     from tasks.errors import UserError
     from tasks.spec import load_spec
