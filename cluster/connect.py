@@ -45,10 +45,11 @@ def ensure_ray(settings: Settings, num_cpus: int | None = None) -> dict:
 
     if ray.is_initialized():
         return {"ray_start_s": 0.0}
-    if settings.ray_address and os.environ["RAY_AUTH_MODE"].lower() == "token":
+    if os.environ["RAY_AUTH_MODE"].lower() == "token":
         from ray._raylet import AuthenticationMode, Config, get_authentication_mode
 
-        # ray was imported before the variable was set, and ray.init(address=...) never re-reads it
+        # ray was imported before the variable was set (by the caller's own code): the driver would send no
+        # token, to a cluster's GCS or to the one it starts itself, and ray.init never re-reads the variable
         if get_authentication_mode() != AuthenticationMode.TOKEN:
             Config.initialize("")  # what ray's own _enable_token_auth() does
     t0 = time.perf_counter()

@@ -1,0 +1,28 @@
+"""Connecting to Ray from a process that imported ray before conductor set its auth mode."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.integration
+
+SCRIPT = """
+import ray  # before conductor sets RAY_AUTH_MODE: Ray reads it at this import
+from cluster.connect import ensure_ray
+from cluster.settings import load_settings
+ensure_ray(load_settings(), num_cpus=1)
+print(ray.get(ray.remote(lambda: 41 + 1).remote(), timeout=120))
+"""
+
+
+def test_a_driver_that_imported_ray_first_still_authenticates(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "CONDUCTOR_RAY_ADDRESS")}
+    env["CONDUCTOR_HOME"] = str(tmp_path / "runs")
+    done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, cwd=ROOT, env=env,
+                          timeout=240)
+    assert done.returncode == 0 and done.stdout.strip().splitlines()[-1] == "42", done.stderr[-2000:]
