@@ -23,7 +23,6 @@ from .space import suggest, trial_spec
 from .storage import HEARTBEAT_S, counts
 from .trial import TrialJob
 
-LOST = ("RayActorError", "WorkerCrashedError", "ActorDiedError", "OutOfMemoryError", "ActorUnavailableError")
 MAX_RETRY = 3
 
 
@@ -241,7 +240,9 @@ def _settle(ref, actor, trial, params: dict, ctx: SweepContext, study: optuna.St
     try:
         res = ray.get(ref)
     except ray.exceptions.RayError as e:
-        lost = type(e).__name__ in LOST
+        # the worker died (its subclasses included: ActorDiedError, ActorUnavailableError), not the trial's code
+        lost = isinstance(e, ray.exceptions.RayActorError | ray.exceptions.WorkerCrashedError
+                          | ray.exceptions.OutOfMemoryError)
         reason = f"{type(e).__name__}: {str(e).strip().splitlines()[-1][:300]}"
         study._storage.set_trial_system_attr(trial._trial_id, "fail_reason", reason)
         study.tell(trial, state=optuna.trial.TrialState.FAIL)

@@ -69,7 +69,6 @@ class TrialWorker:
         self.data: dict[str, TrialData] = {}
         self.studies: dict[tuple, optuna.Study] = {}
         self.trackers: list[TrialTracker] = []
-        self.trials = 0
 
     def ready(self, prepared_dir: str, storage_url: str, study: str, sweep: dict, epochs: int) -> dict:
         """Before the first trial: the splits in memory and the study opened; then gc.freeze(), so the
@@ -115,7 +114,6 @@ class TrialWorker:
         run_dir = tracker.close({"best_epoch": progress.best_epoch, "stopped": progress.stopped,
                                  "trial_state": state}) if tracker else None
         gc.collect()
-        self.trials += 1
         return {"state": state, "value": value, "progress": progress.to_dict(), "wandb_run_dir": run_dir,
                 "seconds": time.perf_counter() - t0, "pid": os.getpid(), "rss_mb": rss_mb()}
 
