@@ -103,8 +103,15 @@ def test_a_dead_worker_fails_only_its_trial_which_runs_again(engines, home):
     storage = make_storage(ctx.storage_url, heartbeat=False)
     killed = {}
 
+    import psutil
+
+    def is_trial_worker(process):
+        try:  # a worker that exited between children() and cmdline() is a zombie or gone: not ours to kill
+            return "TrialWorker" in " ".join(process.cmdline() or [])
+        except psutil.Error:
+            return False
+
     def kill_one_worker_mid_trial():
-        import psutil
         import ray
 
         raylet = ray._private.worker._global_node.all_processes["raylet"][0].process.pid  # this session's only
@@ -118,11 +125,13 @@ def test_a_dead_worker_fails_only_its_trial_which_runs_again(engines, home):
                 continue
             running = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.RUNNING
                        and len(t.intermediate_values) >= 1]
-            workers = [p for p in psutil.Process(raylet).children()
-                       if "TrialWorker" in " ".join(p.cmdline() or [])]
+            workers = [p for p in psutil.Process(raylet).children() if is_trial_worker(p)]
             if running and workers:
+                try:
+                    os.kill(workers[0].pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    continue
                 killed.update(trial=running[0].number, params=running[0].params)
-                os.kill(workers[0].pid, signal.SIGKILL)
             time.sleep(0.05)
 
     killer = threading.Thread(target=kill_one_worker_mid_trial, daemon=True)
