@@ -1,8 +1,9 @@
 """`conductor cluster up | down | status`: a real cluster of separate processes on 127.0.0.1.
 
 Prefect server + a process work pool and its worker, a Ray head plus one Ray worker node, a Dask
-scheduler plus workers. Addresses go to runs/cluster/profile.json (every later command reads it),
-pids and logs to runs/cluster/. `down` stops exactly the processes `up` started.
+scheduler plus workers. Addresses go to runs/cluster/profile.json (every later command reads it;
+masked, with any credential in secrets.json beside it, both 0600), pids and logs to runs/cluster/.
+`down` stops exactly the processes `up` started.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -25,7 +27,15 @@ from .processes import (
     pick_port,
     wait_until,
 )
-from .settings import home, profile_path
+from .settings import (
+    SettingsError,
+    home,
+    profile_path,
+    read_profile,
+    redact_url,
+    remove_profile,
+    save_profile,
+)
 
 POOL = "conductor"
 RAY_CPUS_PER_NODE = 1
@@ -72,10 +82,24 @@ class LocalCluster:
     def load(self) -> list[Service]:
         if not self.pids_file.is_file():
             return []
-        return [Service(**s) for s in json.loads(self.pids_file.read_text())]
+        try:
+            return [Service(**s) for s in json.loads(self.pids_file.read_text())]
+        except (OSError, ValueError, TypeError) as e:
+            raise SettingsError(f"{self.pids_file}: not the cluster's process list ({type(e).__name__}); "
+                                "`conductor cluster down` removes it") from None
+
+    def _load_or_warn(self) -> list[Service]:
+        """`down` must clean up whatever state the files are in: a corrupt pid list is warned about and
+        dropped (the sweep below still finds this cluster's processes by their environment)."""
+        try:
+            return self.load()
+        except SettingsError:
+            _warn(f"warning: {self.pids_file} was not readable; removed it")
+            return []
 
     def profile(self) -> dict:
-        return json.loads(profile_path().read_text()) if profile_path().is_file() else {}
+        """The profile as written: URLs masked (the real ones are for load_settings only)."""
+        return read_profile()
 
     # ------------------------------------------------------------ up
     def up(self, log=print) -> dict:
@@ -111,8 +135,7 @@ class LocalCluster:
                          "dask-scheduler": dask_address, "dask-workers": dask_address,
                          "prefect-worker": f"pool {POOL}"}.get(s.name, "")
         self._save_pids()
-        profile_path().parent.mkdir(parents=True, exist_ok=True)
-        profile_path().write_text(json.dumps(profile, indent=2))
+        profile = save_profile(profile)
         profile["up_seconds"] = round(time.monotonic() - t0, 1)
         log(f"cluster up in {profile['up_seconds']}s: Prefect {profile['ui_url']}, Ray {ray_address}, Dask {dask_address}")
         return profile
@@ -178,7 +201,7 @@ class LocalCluster:
         import psutil
 
         stopped = []
-        services = self.load()
+        services = self._load_or_warn()
         for s in reversed(services):
             if not alive(s.pid, s.started):
                 continue
@@ -208,7 +231,11 @@ class LocalCluster:
             except (psutil.Error, TypeError):
                 continue
         self.pids_file.unlink(missing_ok=True)
-        profile_path().unlink(missing_ok=True)
+        try:
+            read_profile()
+        except SettingsError:
+            _warn(f"warning: {profile_path()} was not a readable cluster profile; removed it")
+        remove_profile()
         shutil.rmtree(self.root / "prefect" / "storage", ignore_errors=True)
         log(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
         return stopped
@@ -226,9 +253,13 @@ class LocalCluster:
                 answers = answers_tcp(int(prof["ray_address"].rsplit(":", 1)[1]))
             elif running and s.name == "dask-scheduler":
                 answers = answers_tcp(int(prof["dask_address"].rsplit(":", 1)[1]))
-            rows.append({"service": s.name, "address": s.address, "pid": s.pid, "running": running, "answers": answers,
+            rows.append({"service": s.name, "address": redact_url(s.address), "pid": s.pid, "running": running, "answers": answers,
                          "log": s.log})
         return rows
+
+
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 def _ray_nodes(address: str, env: dict) -> int:

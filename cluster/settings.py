@@ -1,13 +1,16 @@
 """Where things run: the embedded default, or a cluster named by the environment or a profile file.
 
 Order of precedence: environment variables, then the profile written by `conductor cluster up`
-(runs/cluster/profile.json), then the embedded default (nothing to start by hand).
+(runs/cluster/profile.json), then the embedded default (nothing to start by hand). The profile
+holds URLs masked (it is shown and printed); a credential one of them carries lives only in
+runs/cluster/secrets.json, and both files are 0600.
 """
 from __future__ import annotations
 
 import json
 import os
 import re
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +36,11 @@ def profile_path() -> Path:
     return home() / "cluster" / "profile.json"
 
 
+def secrets_path() -> Path:
+    """The credentialed URLs of the profile (mode 0600): profile.json itself only ever holds masked ones."""
+    return home() / "cluster" / "secrets.json"
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -46,17 +54,98 @@ class Settings:
 
 
 def load_settings() -> Settings:
+    """Environment first, then the cluster profile with its secrets put back, then the defaults."""
     values: dict[str, str | None] = {}
-    prof = profile_path()
-    if prof.is_file():
-        data = json.loads(prof.read_text())
-        values.update({k: data.get(k) for k in ENV})
+    prof = read_profile()
+    if prof:
+        values.update({k: prof.get(k) for k in ENV})
+        values.update(_read_secrets([k for k in prof.get("secret_keys", []) if not os.environ.get(ENV[k])]))
     for key, var in ENV.items():
         if os.environ.get(var):
             values[key] = os.environ[var]
     return Settings(home=home(), **values)
 
 
+def _corrupt(path: Path, why: str) -> SettingsError:
+    return SettingsError(f"{path}: not a cluster profile ({why}); `conductor cluster down` removes it "
+                         "(then `conductor cluster up` writes a new one)")
+
+
+def read_profile() -> dict:
+    """profile.json as written by `cluster up` (every URL masked), {} when there is none."""
+    path = profile_path()
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as e:
+        raise _corrupt(path, f"unreadable: {type(e).__name__}") from None
+    except ValueError as e:
+        raise _corrupt(path, f"not JSON: {str(e)[:80]}") from None
+    if not isinstance(data, dict):
+        raise _corrupt(path, f"a JSON {type(data).__name__}, not an object")
+    bad = [k for k in ENV if not isinstance(data.get(k), str | None)]
+    keys = data.get("secret_keys", [])
+    if bad or not isinstance(keys, list) or not set(keys) <= set(ENV):
+        raise _corrupt(path, f"wrong shape: {bad or ['secret_keys']} are not what `cluster up` writes")
+    return data
+
+
+def _read_secrets(keys: list[str]) -> dict[str, str]:
+    """The real values of `keys`, which the profile holds only masked."""
+    if not keys:
+        return {}
+    path = secrets_path()
+    try:
+        data = json.loads(path.read_text())
+        return {k: str(data[k]) for k in keys}
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise SettingsError(f"{path}: cannot read the credentials of the cluster profile ({type(e).__name__}); "
+                            f"set {', '.join(ENV[k] for k in keys)}, or run `conductor cluster down` and "
+                            "`conductor cluster up` again") from None
+
+
+def save_profile(profile: dict) -> dict:
+    """Write profile.json with every URL masked and, where masking hid a credential, the real value to
+    secrets.json; both 0600. Returns the masked profile: the only one to print."""
+    masked = {k: redact_url(v) if isinstance(v, str) else v for k, v in profile.items()}
+    hidden = {k: v for k, v in profile.items() if k in ENV and masked[k] != v}
+    if hidden:  # secrets first: a reader never finds a profile naming secrets that are not there yet
+        write_private(secrets_path(), json.dumps(hidden))
+    else:
+        secrets_path().unlink(missing_ok=True)
+    write_private(profile_path(), json.dumps({**masked, "secret_keys": sorted(hidden)}, indent=2))
+    return masked
+
+
+def remove_profile() -> None:
+    profile_path().unlink(missing_ok=True)
+    secrets_path().unlink(missing_ok=True)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read: created 0600 (never readable by others, not even for an
+    instant) under a temporary name, then renamed over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(3)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+# credentials a URL may carry in its query: password=, pwd=, token=, api_key=, access_token=, client_secret=, ...
+_SECRET_PARAM = re.compile(r"(?i)((?:^|[?&;])[\w.-]*?(?:password|passwd|pwd|token|secret|api[_-]?key)=)[^&;#\s]*")
+# user:password@ (or :password@) after the scheme; greedy to the last '@', so a password holding '@', '/'
+# or '?' is masked whole (at worst a little too much is masked, never too little)
+_USERINFO = re.compile(r"(://[^:/?#@\s]*:)\S*@")
+
+
 def redact_url(url: str) -> str:
-    """postgresql://user:secret@host/db → postgresql://user:***@host/db, for logs and summaries."""
-    return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", url)
+    """postgresql://user:secret@host/db → postgresql://user:***@host/db; secret query parameters → ***.
+    For everything that is printed, logged or written to profile.json."""
+    return _SECRET_PARAM.sub(r"\1***", _USERINFO.sub(r"\1***@", url))

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import pickle
+import warnings
 from pathlib import Path
 
 import torch
@@ -53,11 +55,37 @@ def save_model(model: Model, name: str, directory: str | Path) -> None:
     (directory / "model.json").write_text(json.dumps(describe(model, name), indent=2))
 
 
+class WeightsError(ValueError):
+    """model.pt is not a plain tensor file (a pickle that would run code, or a corrupt file), or its
+    tensors do not fit model.json. Nothing of it ran; callers turn this into the user's error."""
+
+
 def load_model(directory: str | Path, map_location: str = "cpu") -> Model:
-    """Rebuild from `model.json` and load `model.pt` with `weights_only=True`."""
+    """Rebuild from `model.json` and load `model.pt` with `weights_only=True`: tensors, never code."""
     directory = Path(directory)
     meta = json.loads((directory / "model.json").read_text())
     model = build_model(meta["name"], meta["input_shape"], meta["output_dim"], meta["task"], meta["params"])
-    state = torch.load(directory / "model.pt", map_location=map_location, weights_only=True)
-    model.load_state_dict(state)
+    path = directory / "model.pt"
+    try:
+        with warnings.catch_warnings():  # a foreign pickle protocol warns first; the refusal says enough
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError) as e:
+        raise WeightsError(f"{path}: not a plain weights file (torch.load with weights_only=True refused it: "
+                           f"{_why(e)}); refusing to load it") from None
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path}: not a plain weights file (a {type(state).__name__}, not a state dict); "
+                           "refusing to load it")
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise WeightsError(f"{path}: its tensors do not fit the model in model.json ({_why(e)})") from None
     return model.eval()
+
+
+def _why(e: BaseException) -> str:
+    """The reason in torch's error, without its boilerplate (which suggests loading unsafely)."""
+    boilerplate = ("Weights only load failed", "Please file an issue", "Check the documentation")
+    lines = [ln.strip().removeprefix("WeightsUnpickler error:").strip() for ln in str(e).splitlines()]
+    reasons = [ln for ln in lines if ln and not ln.startswith(boilerplate)]
+    return f"{type(e).__name__}: {' '.join(reasons[:2])[:200].rstrip('.')}"

@@ -26,9 +26,12 @@ def _root(debug: bool = typer.Option(False, "--debug", help="show tracebacks of 
 
 def _use_cluster_profile() -> None:
     """After `conductor cluster up`, every command talks to that cluster's Prefect API (set before prefect loads)."""
-    from cluster.settings import load_settings
+    from cluster.settings import SettingsError, load_settings
 
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except SettingsError:
+        return  # a corrupt profile: the command says so as its one error line (`cluster down` removes it)
     if settings.prefect_api_url and "PREFECT_API_URL" not in os.environ:
         os.environ["PREFECT_API_URL"] = settings.prefect_api_url
 

@@ -22,8 +22,12 @@ def predict(
     id_column: Annotated[str | None, typer.Option("--id", help="input column to carry next to each prediction")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON summary as the last stdout line")] = False,
 ):
-    """Apply a run's saved preprocessor and model to new rows (on Dask); writes labels and probabilities or values."""
+    """Apply a run's saved preprocessor and model to new rows (on Dask); writes labels and probabilities or values.
+    Refuses a model.pt that is not plain weights, and an --out that is INPUT or inside RUN_DIR."""
     t0 = time.perf_counter()
+    from tasks.names import check_run_dir
+
+    check_run_dir(run_dir)
     from tasks.predict import predict as run_predict
 
     summary = run_predict(run_dir, input_path, out, id_column)

@@ -49,8 +49,13 @@ def serve_run(
     as_json: Annotated[bool, typer.Option("--json", help="print the state as JSON once serving")] = False,
 ):
     """Serve a run: POST /predict (raw rows as JSON), GET /health, GET /schema, OpenAPI at /docs."""
+    from tasks.names import check_name, check_run_dir
     from tasks.serve import ServeOptions, check_options, resolve_run, start, wait_foreground
 
+    if study is not None:
+        check_name(study, "--study")
+    if run_dir is not None:
+        check_run_dir(run_dir)
     opts = ServeOptions(host=host, port=port, replicas=replicas, autoscale_max=autoscale_max,
                         max_batch_size=max_batch_size, batch_wait_ms=batch_wait_ms, max_body_mb=max_body_mb,
                         max_rows=max_rows, cpus_per_replica=cpus_per_replica, no_auth=no_auth, detach=detach)

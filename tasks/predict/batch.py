@@ -1,6 +1,7 @@
 """Batch inference: a run's preprocessor and model applied to new raw rows on Dask, written atomically."""
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 from pathlib import Path
@@ -19,6 +20,27 @@ def _partition(pdf: pd.DataFrame, run_dir: str, id_column: str | None) -> pd.Dat
     return predict_rows(load_run(run_dir), pdf, id_column)  # each Dask worker loads the run once
 
 
+def _local_inputs(input_path: str) -> list[Path]:
+    """The local files and folders INPUT names (a path, a glob or file://); none for other URLs."""
+    path = input_path.removeprefix("file://")
+    if "://" in path:
+        return []
+    return [Path(p) for p in glob.glob(path)] if any(c in path for c in "*?[") else [Path(path)]
+
+
+def _check_out(run_dir: Path, input_path: str, out_path: Path) -> None:
+    """--out must not replace what this command reads: its own INPUT, or a file of the run it applies."""
+    out = out_path.resolve()
+    if out.is_relative_to(run_dir.resolve()):
+        raise UserError(f"--out: {str(out_path)!r} is inside the run directory {str(run_dir)!r}; "
+                        "write predictions somewhere else (a run directory is never changed after it is registered)")
+    for src in _local_inputs(input_path):
+        src = src.resolve()
+        if out == src or out.is_relative_to(src):
+            raise UserError(f"--out: {str(out_path)!r} is the INPUT {input_path!r} (or inside it); refusing to "
+                            "overwrite the rows it reads, choose another --out")
+
+
 def predict(run_dir: str | Path, input_path: str, out_path: str | Path, id_column: str | None = None) -> dict:
     """Write predictions for every row of INPUT to OUTPUT (.csv or .parquet), atomically."""
     run_dir = str(Path(run_dir))
@@ -26,6 +48,7 @@ def predict(run_dir: str | Path, input_path: str, out_path: str | Path, id_colum
     out_path = Path(out_path)
     if not out_path.name.lower().endswith((".csv", ".parquet")):
         raise UserError(f"--out: {str(out_path)!r} must end in .csv or .parquet")
+    _check_out(Path(run_dir), input_path, out_path)
     ddf = read_table(input_path, "INPUT")
     missing = prep.missing_columns(ddf.columns)
     if missing:

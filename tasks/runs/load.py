@@ -25,8 +25,10 @@ class LoadedRun:
 
 
 def load_run(run_dir: str | Path) -> LoadedRun:
-    """The model (`weights_only=True`) and preprocessor of a run directory, loaded once per process."""
+    """The model (`weights_only=True`) and preprocessor of a run directory, loaded once per process.
+    A model.pt that is not plain tensors (a pickle that would run code) is the user's error: refused."""
     from models import load_model
+    from models.registry import WeightsError
 
     run_dir = Path(run_dir)
     missing = [f for f in RUN_FILES if not (run_dir / f).is_file()]
@@ -34,5 +36,9 @@ def load_run(run_dir: str | Path) -> LoadedRun:
         raise UserError(f"RUN_DIR: {str(run_dir)!r} is not a run directory (missing {missing})")
     key = str(run_dir.resolve())
     if key not in _CACHE:
-        _CACHE[key] = LoadedRun(run_dir, load_model(run_dir), Preprocessor.load(run_dir))
+        try:
+            model = load_model(run_dir)
+        except WeightsError as e:
+            raise UserError(str(e)) from None
+        _CACHE[key] = LoadedRun(run_dir, model, Preprocessor.load(run_dir))
     return _CACHE[key]
