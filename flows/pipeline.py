@@ -18,10 +18,12 @@ from cluster.settings import load_settings  # noqa: E402
 from flows.common import preprocess_task, publish_summary  # noqa: E402
 from tasks import tracking  # noqa: E402
 from tasks.data import Prepared  # noqa: E402
+from tasks.errors import UserError  # noqa: E402
 from tasks.progress import Follower, format_row  # noqa: E402
 from tasks.runs import new_run, new_run_id, register  # noqa: E402
 from tasks.spec import Spec, validate  # noqa: E402
 from tasks.train import Tracking, Trained  # noqa: E402
+from tasks.train.loop import diverged_message  # noqa: E402
 
 
 @task(name="train")
@@ -57,6 +59,8 @@ def pipeline(spec: dict, run_id: str | None = None) -> dict:
     timings["preprocess_wait_s"] = time.perf_counter() - t0 - timings["ray_start_s"]
     with new_run(home, spec_obj.name, run_id) as stage:
         trained = train_task(spec_obj, prepared, str(stage), str(home), run_id, wandb_mode)
+        if trained.progress.stopped == "diverged":  # the staged directory goes with the error
+            raise UserError(diverged_message(trained.progress, spec_obj.train.lr))
         metrics = register_task(spec_obj, prepared, str(stage), trained)
     prog = trained.progress
     timings.update(train_s=trained.seconds, epochs_s=sum(r.get("epoch_seconds", 0.0) for r in prog.history),

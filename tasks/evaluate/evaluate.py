@@ -1,7 +1,6 @@
 """Test evaluation, once per run: metrics, a predictions table, plots and permutation importance, as files."""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pandas as pd
 import torch
 
 from ..data import Preprocessor
+from ..finite import dumps as finite_json
 from . import metrics as M
 from . import plots as P
 from .importance import permutation_importance
@@ -95,5 +95,5 @@ def evaluate(model, test_batches, prep: Preprocessor, history: list[dict], out_d
     frame.to_parquet(out_dir / "predictions.parquet", index=False)
     result = {"metrics": {f"test/{k}": v for k, v in test.items()}, "importance": importance,
               "plots": [f"plots/{f}" for f in files], "seconds": time.perf_counter() - t0}
-    (out_dir / "eval.json").write_text(json.dumps(result, indent=1))
+    (out_dir / "eval.json").write_text(finite_json(result, indent=1))
     return result

@@ -65,6 +65,8 @@ def score(task: str, pred: dict, prep: Preprocessor) -> dict:
     logs = dict(pred["logs"])
     if pred["n"] == 0:
         return logs
+    if not np.isfinite(pred["out"]).all():  # a diverged model: its loss says so, no metric can be computed
+        return {**logs, "loss": float("nan")}
     if task == "classification":
         logs.update(M.classification(pred["y"].astype(int).reshape(-1), pred["out"]))
     elif task in ("regression", "forecasting"):

@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from ..data import Preprocessor
+from ..finite import dumps as finite_json
 from ..spec import Spec
 from ..staged import staged
 from .report import report_html
@@ -50,8 +51,8 @@ def register(stage: Path, spec: Spec, prep: Preprocessor, progress: dict, eval_m
     (stage / "spec.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
     (stage / "model.json").write_text(json.dumps(meta, indent=2))
     prep.save(stage)
-    (stage / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    (stage / "history.json").write_text(json.dumps(history, indent=1))
+    (stage / "metrics.json").write_text(finite_json(metrics, indent=2))
+    (stage / "history.json").write_text(finite_json(history, indent=1))
     for leftover in LEFTOVERS:
         (stage / leftover).unlink(missing_ok=True)
     evald = json.loads((stage / "eval.json").read_text()) if (stage / "eval.json").exists() else {}

@@ -59,8 +59,10 @@ def objective(trial: optuna.Trial, ctx: SweepContext) -> float:
     trial.set_user_attr("epochs", prog.epoch)
     trial.set_user_attr("best_epoch", prog.best_epoch)
     trial.set_user_attr("wandb_run_dir", trained.wandb.get("run_dir"))
-    if prog.stopped == "pruned":
-        print(f"[t{trial.number}] pruned after {prog.epoch} epochs", file=sys.stderr, flush=True)
+    if prog.stopped in ("pruned", "diverged"):  # a diverged trial is stopped like a pruned one, not retried
+        why = f"diverged ({prog.diverged})" if prog.diverged else f"pruned after {prog.epoch} epochs"
+        trial.set_user_attr("diverged", prog.diverged or None)
+        print(f"[t{trial.number}] {why}", file=sys.stderr, flush=True)
         raise optuna.TrialPruned()
     value = next(r for r in prog.history if r["epoch"] == prog.best_epoch)[sweep.metric]
     print(f"[t{trial.number}] {sweep.metric} {value:.4f}  {params}", file=sys.stderr, flush=True)

@@ -5,7 +5,6 @@ The job that crosses to the worker is typed (TrialJob); the worker keeps the pre
 """
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ import optuna
 import torch
 
 from ..data import Prepared, Preprocessor
+from ..finite import dumps as finite_json
 from ..spec import validate
 from ..train import LossModule, Progress, fit, local_batches
 
@@ -92,7 +92,10 @@ def run_trial(trial: optuna.Trial, job: TrialJob, data: TrialData, log_row=None)
     out = Path(job.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.save(best, out / "model.pt")
-    (out / "progress.json").write_text(json.dumps(progress.to_dict()))
+    (out / "progress.json").write_text(finite_json(progress.to_dict()))
+    if progress.stopped == "diverged":  # stopped like a pruned trial: retrying the same parameters diverges again
+        trial.set_user_attr("diverged", progress.diverged)
+        raise optuna.TrialPruned(f"diverged ({progress.diverged})")
     if progress.stopped == "pruned":
         raise optuna.TrialPruned(f"pruned after {progress.epoch} epochs")
     return progress, best

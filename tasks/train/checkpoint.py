@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from ..finite import dumps as finite_json
 from .loop import Progress
 
 
@@ -14,7 +15,7 @@ def save_checkpoint(directory: Path, last: dict, best: dict, optimizer: dict, pr
     torch.save(last, directory / "last.pt")
     torch.save(best, directory / "model.pt")
     torch.save(optimizer, directory / "optimizer.pt")
-    (directory / "progress.json").write_text(json.dumps(progress.to_dict()))
+    (directory / "progress.json").write_text(finite_json(progress.to_dict()))
 
 
 def load_checkpoint(directory: Path) -> tuple[dict, dict, dict, Progress]:

@@ -38,12 +38,41 @@ class Progress:
     best: float = math.inf
     best_epoch: int = 0
     bad_epochs: int = 0
-    stopped: str = ""  # "", "early", "pruned", "done"
+    stopped: str = ""  # "", "early", "pruned", "done", "diverged"
+    diverged: str = ""  # what went non-finite, e.g. "train/loss nan at epoch 3"
     samples: int = 0
     train_seconds: float = 0.0
 
+    def __post_init__(self):
+        if self.best is None:  # written as null: JSON has no infinity
+            self.best = math.inf
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def non_finite(row: dict) -> str:
+    """'train/loss nan' for the first metric of an epoch that is NaN or infinite, '' when all are finite."""
+    for key, value in row.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{key} {value}"
+    return ""
+
+
+def agreed(bad: str, device) -> str:
+    """Under DDP every worker stops at the same epoch, or the others would wait forever in all-reduce."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return bad
+    flag = torch.tensor([1.0 if bad else 0.0], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bad or ("a non-finite loss on another worker" if flag.item() else "")
+
+
+def diverged_message(progress: Progress, lr: float) -> str:
+    return (f"train.lr: training diverged ({progress.diverged}); lower train.lr (now {lr:g}), e.g. "
+            f"--set train.lr={lr / 10:g}, or scale the data (data.preprocessing.scale)")
 
 
 def make_optimizer(params, cfg: Train) -> torch.optim.Optimizer:
@@ -96,12 +125,16 @@ def fit(net: nn.Module, model: nn.Module, train_batches: Callable[[int], Iterabl
         progress.train_seconds += time.perf_counter() - t0
         progress.samples += n
         row = {"epoch": progress.epoch + 1, **{f"train/{k}": v for k, v in train_logs.items()}}
-        if val_batches is not None:
+        if val_batches is not None and not non_finite(row):  # NaN weights give NaN predictions: skip scoring
             val = score(task, predict_all(model, val_batches(), device), prep)
             row.update({f"val/{k}": v for k, v in val.items()})
         row["epoch_seconds"] = time.perf_counter() - t0
-        monitor = row.get("val/loss", row["train/loss"])
         progress.epoch += 1
+        if bad := agreed(non_finite(row), device):
+            # a NaN/inf loss never recovers: stop here, keep the last finite epoch's weights, log nothing
+            progress.stopped, progress.diverged = "diverged", f"{bad} at epoch {progress.epoch}"
+            break
+        monitor = row.get("val/loss", row["train/loss"])
         progress.history.append(row)
         # With early stopping the best epoch's weights are kept; without it, the last epoch's (a linear
         # model trained to convergence is then the least-squares fit, not an early-stopped one).

@@ -10,6 +10,7 @@ import torch
 
 from .. import progress as progress_file
 from .. import tracking
+from ..finite import dumps as finite_json
 from .checkpoint import save_checkpoint
 from .job import TrainJob
 from .loop import Progress
@@ -60,12 +61,12 @@ class EpochReporter:
 
         self.model.load_state_dict(best)
         final, plots = {}, []
-        if self.job.evaluate:
+        if self.job.evaluate and progress.stopped != "diverged":  # nothing to register: the run is refused
             result = evaluate(self.model, test_batches(), self.job.preprocessor, progress.history, out,
                               device=device, seed=self.job.spec.train.seed)
             final, plots = result["metrics"], result["plots"]
         torch.save({k: v.cpu() for k, v in best.items()}, out / "model.pt")
-        (out / "progress.json").write_text(json.dumps(progress.to_dict()))
+        (out / "progress.json").write_text(finite_json(progress.to_dict()))
         (out / "world.json").write_text(json.dumps({"workers": world, "device": str(device)}))
         if self.run is not None:
             import wandb
