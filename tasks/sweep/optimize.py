@@ -14,6 +14,7 @@ from .storage import (
     GRACE_S,
     HEARTBEAT_S,
     counts,
+    existing_trials,
     fail_stale,
     make_pruner,
     make_sampler,
@@ -48,8 +49,9 @@ class Interrupts:
 
 def open_study(ctx: SweepContext, n_trials: int, resume: bool) -> optuna.Study:
     sweep, train = ctx.spec.sweep, ctx.spec.train
+    before = existing_trials(ctx.storage_url, ctx.study) if resume else 0
     study = optuna.create_study(study_name=ctx.study, storage=make_storage(ctx.storage_url),
-                                direction=sweep.direction, sampler=make_sampler(sweep, train.seed),
+                                direction=sweep.direction, sampler=make_sampler(sweep, train.seed, before),
                                 pruner=make_pruner(sweep, train.epochs), load_if_exists=True)
     study.set_user_attr("spec", ctx.spec.model_dump(mode="json"))
     study.set_user_attr("n_trials", n_trials)

@@ -20,7 +20,7 @@ import optuna
 from ..spec import Spec
 from .objective import SweepContext
 from .space import suggest, trial_spec
-from .storage import HEARTBEAT_S, counts
+from .storage import DONE, HEARTBEAT_S, counts, fail_stale
 from .trial import TrialJob
 
 MAX_RETRY = 3
@@ -204,9 +204,12 @@ def _ask_run_tell(ctx: SweepContext, study: optuna.Study, n_trials: int, stop: t
     with Heartbeats(study._storage) as beats:
         while True:
             c = counts(study)
-            need = n_trials - c["complete"] - c["pruned"] - len(inflight)
+            others = max(0, c["running"] - len(inflight))  # another `conductor sweep` on the same study
+            need = n_trials - c["complete"] - c["pruned"] - len(inflight) - others
             while idle and need > 0 and not stop.is_set():
                 trial = study.ask()  # a WAITING trial (a retry of a failed one) comes first
+                if surplus(study, trial, n_trials):
+                    break
                 params = suggest(trial, sweep.space)
                 job = TrialJob(trial._trial_id, trial.number, params, trial_spec(raw, params).model_dump(mode="json"),
                                str(ctx.prepared.dir), str(ctx.trial_dir(trial.number)), sweep.metric, pool.threads)
@@ -216,7 +219,11 @@ def _ask_run_tell(ctx: SweepContext, study: optuna.Study, n_trials: int, stop: t
                 inflight[ref] = (actor, trial, params)
                 need -= 1
             if not inflight:
-                return
+                if not others or stop.is_set():
+                    return
+                time.sleep(HEARTBEAT_S)  # wait for the other process's trials: a failed one is run again here
+                fail_stale(study, 0)  # a dead process's trials: failed and re-queued once stale
+                continue
             done, _ = ray.wait(list(inflight), num_returns=1, timeout=HEARTBEAT_S)
             for ref in done:
                 actor, trial, params = inflight.pop(ref)
@@ -230,6 +237,18 @@ def _ask_run_tell(ctx: SweepContext, study: optuna.Study, n_trials: int, stop: t
                     raise RuntimeError(f"{len(in_a_row)} trials failed in a row; the last one: {in_a_row[-1]}")
             if done or time.monotonic() - live.shown > 15:
                 print(live.line(counts(study)), file=sys.stderr, flush=True)
+
+
+def surplus(study: optuna.Study, trial: optuna.trial.Trial, n_trials: int) -> bool:
+    """Two processes that ask at the same moment could both take the last slot: the trial with the higher
+    number gives way (failed as surplus, never run), so the study ends with exactly n_trials finished."""
+    ahead = sum(1 for t in study.get_trials(deepcopy=False)
+                if t.state in DONE or t.state == optuna.trial.TrialState.RUNNING and t.number < trial.number)
+    if ahead < n_trials:
+        return False
+    study._storage.set_trial_system_attr(trial._trial_id, "fail_reason", f"surplus: {n_trials} trials were taken")
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    return True
 
 
 def _settle(ref, actor, trial, params: dict, ctx: SweepContext, study: optuna.Study, pool: WarmPool, live: Live):
@@ -258,7 +277,8 @@ def _settle(ref, actor, trial, params: dict, ctx: SweepContext, study: optuna.St
     trial.set_user_attr("wandb_run_dir", res["wandb_run_dir"])
     if res["state"] == "pruned":
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-        print(f"[t{trial.number}] pruned after {prog['epoch']} epochs", file=sys.stderr, flush=True)
+        why = f"diverged ({prog['diverged']})" if prog.get("diverged") else f"pruned after {prog['epoch']} epochs"
+        print(f"[t{trial.number}] {why}", file=sys.stderr, flush=True)
     else:
         study.tell(trial, res["value"])
         print(f"[t{trial.number}] {ctx.spec.sweep.metric} {res['value']:.4f}  {params}", file=sys.stderr, flush=True)

@@ -46,7 +46,11 @@ def make_storage(url: str, heartbeat: bool = True) -> optuna.storages.BaseStorag
     raise AssertionError("unreachable")
 
 
-def make_sampler(sweep: Sweep, seed: int) -> optuna.samplers.BaseSampler:
+def make_sampler(sweep: Sweep, seed: int, trials_before: int = 0) -> optuna.samplers.BaseSampler:
+    """A resumed study must not draw the parameters it drew before: the seed moves on by the trials the
+    study already holds. QMC keeps its seed (its scrambling) and finds its place in the sequence itself."""
+    if sweep.sampler != "qmc":
+        seed = (seed + trials_before) % 2**32
     return {
         "tpe": lambda: optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, sweep.trials // 4))),
         "random": lambda: optuna.samplers.RandomSampler(seed=seed),
@@ -97,3 +101,23 @@ def existing_trials(storage_url: str, study_name: str) -> int:
         return len(optuna.load_study(study_name=study_name, storage=storage).get_trials(deepcopy=False))
     except KeyError:
         return 0
+
+
+IGNORED_ON_RESUME = ("sweep.trials", "sweep.parallel", "tracking.")
+
+
+def spec_changes(storage_url: str, study_name: str, spec_json: dict) -> list[str]:
+    """The dotted keys where a spec differs from the one the study last ran with; trials, parallel and
+    tracking may change on --resume, anything else would mix two experiments in one study."""
+    storage = make_storage(storage_url, heartbeat=False)
+    try:
+        old = optuna.load_study(study_name=study_name, storage=storage).user_attrs.get("spec")
+    except KeyError:
+        return []
+    return [k for k in _diff(old, spec_json) if not k.startswith(IGNORED_ON_RESUME)] if old else []
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [k for key in sorted(set(a) | set(b)) for k in _diff(a.get(key), b.get(key), f"{prefix}{key}.")]
+    return [] if a == b else [prefix.rstrip(".")]

@@ -82,3 +82,47 @@ def test_existing_study_needs_resume(engines, tmp_path):
             run_sweep(validate(SWEEP), study="taken", trials=1, parallel=1, resume=False)
     finally:
         os.environ.pop("CONDUCTOR_OPTUNA_STORAGE")
+
+
+def test_two_processes_asking_for_the_last_slot_end_with_exactly_n_trials():
+    """On PostgreSQL: with n-1 trials finished and one RUNNING (another process's), a trial asked now is
+    surplus and failed unrun; with a slot free it is not. What makes two `conductor sweep --resume` on one
+    study add up to exactly --trials."""
+    from tasks.sweep.pool import surplus
+    from tasks.sweep.storage import counts
+
+    study = optuna.create_study(study_name=f"exact-{uuid.uuid4().hex[:8]}", storage=make_storage(postgres_or_skip(),
+                                                                                                 heartbeat=False))
+    for value in (0.1, 0.2):
+        study.add_trial(optuna.trial.create_trial(params={}, distributions={}, value=value))
+    first = study.ask()  # the other process's trial, number 2
+    assert not surplus(study, first, n_trials=4)
+    mine = study.ask()  # number 3: the fourth slot is still free
+    assert not surplus(study, mine, n_trials=4)
+    late = study.ask()  # number 4: two finished + two running ahead of it = 4 taken
+    assert surplus(study, late, n_trials=4)
+    study.tell(first, 0.3)
+    study.tell(mine, 0.4)
+    c = counts(study)
+    assert c["complete"] == 4 and c["failed"] == 1 and c["running"] == 0
+    assert study.trials[late.number].system_attrs["fail_reason"].startswith("surplus")
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+def test_a_resumed_sampler_does_not_draw_the_same_parameters_again(sampler, tmp_path):
+    """The seed moves on by the trials already in the study: a resumed random (or TPE start-up) sampler
+    used to draw the first trials' parameters again."""
+    from tasks.sweep import make_sampler, suggest
+
+    spec = validate({**SWEEP, "sweep": {**SWEEP["sweep"], "sampler": sampler}})
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    drawn = []
+    for _ in range(2):  # a first process, then a resumed one
+        before = len(optuna.load_study(study_name="s", storage=url).trials) if drawn else 0
+        study = optuna.create_study(study_name="s", storage=url, load_if_exists=True, direction="maximize",
+                                    sampler=make_sampler(spec.sweep, spec.train.seed, before))
+        for _ in range(3):
+            trial = study.ask()
+            drawn.append(tuple(suggest(trial, spec.sweep.space).values()))
+            study.tell(trial, 0.5)
+    assert len(set(drawn)) == 6, drawn
