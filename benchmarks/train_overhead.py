@@ -113,7 +113,7 @@ def main() -> None:
     ap.add_argument("--spec", default=str(ROOT / "experiments" / "digits-cnn.yaml"))
     ap.add_argument("--epochs", type=int, default=20)
     args = ap.parse_args()
-    from tasks.spec import load_spec
+    from tasks.spec_file import load_spec
 
     spec = load_spec(args.spec, {"train.epochs": args.epochs, "train.early_stopping": None})
     with tempfile.TemporaryDirectory() as tmp:

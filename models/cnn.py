@@ -6,13 +6,13 @@ from typing import Literal
 from pydantic import Field
 from torch import nn
 
-from .base import Model, Params, activation
+from .base import Model, Params, Width, activation
 
 
 class CNNParams(Params):
-    channels: list[int] = Field(default=[16, 32], min_length=1)
+    channels: list[Width] = Field(default=[16, 32], min_length=1)
     kernel_size: int = Field(default=3, ge=1)
-    hidden: int = Field(default=64, ge=1)
+    hidden: Width = 64
     activation: Literal["relu", "gelu", "tanh", "silu"] = "relu"
     dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
 

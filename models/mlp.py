@@ -6,11 +6,11 @@ from typing import Literal
 from pydantic import Field
 from torch import nn
 
-from .base import Model, Params, activation
+from .base import Model, Params, Width, activation
 
 
 class MLPParams(Params):
-    hidden: list[int] = Field(default=[128, 64], min_length=1)
+    hidden: list[Width] = Field(default=[128, 64], min_length=1)
     activation: Literal["relu", "gelu", "tanh", "silu"] = "relu"
     dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
     batch_norm: bool = False

@@ -6,14 +6,14 @@ from typing import Literal
 from pydantic import Field
 from torch import nn
 
-from .base import Model, Params
+from .base import Model, Params, Width
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
 class RNNParams(Params):
     cell: Literal["rnn", "lstm", "gru"] = "lstm"
-    hidden_size: int = Field(default=64, ge=1)
+    hidden_size: Width = 64
     num_layers: int = Field(default=1, ge=1)
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
 

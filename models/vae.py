@@ -7,12 +7,12 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from .base import Model, Params, activation
+from .base import Model, Params, Width, activation
 
 
 class VAEParams(Params):
-    latent_dim: int = Field(default=8, ge=1)
-    hidden: list[int] = Field(default=[128, 64], min_length=1)
+    latent_dim: Width = 8
+    hidden: list[Width] = Field(default=[128, 64], min_length=1)
     activation: Literal["relu", "gelu", "tanh", "silu"] = "relu"
     beta: float = Field(default=1.0, gt=0.0)
 

@@ -3,25 +3,35 @@ from __future__ import annotations
 
 import copy
 import re
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import UserError
 
 BUILTIN_SETS = ("digits", "breast_cancer", "diabetes", "sunspots", "synthetic")
+SEED_MAX = 2**32 - 1  # numpy's and torch's seed range
+# What each task reports every epoch, as val/<name> (and train/<name> for the train loop's own logs):
+# the names a sweep may optimise. The direction of each follows from HIGHER_IS_BETTER.
+TASK_METRICS = {
+    "classification": {"val": ("loss", "accuracy", "f1_macro", "balanced_accuracy"), "train": ("loss", "accuracy")},
+    "regression": {"val": ("loss", "r2", "rmse", "mae"), "train": ("loss",)},
+    "forecasting": {"val": ("loss", "r2", "rmse", "mae"), "train": ("loss",)},
+    "generative": {"val": ("loss", "elbo", "recon_mse"), "train": ("loss", "elbo", "recon_mse")},
+}
+HIGHER_IS_BETTER = {"accuracy", "f1_macro", "balanced_accuracy", "r2", "elbo", "persistence_r2"}
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Unknown keys are refused; so are inf and nan, which YAML reads as numbers (.inf, .nan)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Split(Strict):
     val: float = Field(default=0.15, ge=0.0, lt=1.0)
     test: float = Field(default=0.15, gt=0.0, lt=1.0)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=SEED_MAX)
 
     @model_validator(mode="after")
     def _room_to_train(self):
@@ -46,6 +56,7 @@ class Data(Strict):
     drop: list[str] = []  # columns to leave out when features is null (ids, leaky columns, a generative set's labels)
     shape: list[int] | None = None
     time_column: str | None = None
+    time_format: str | None = None  # strftime format of time_column when its dates are ambiguous (31/12 or 12/31)
     window: int = Field(default=12, ge=1)
     horizon: int = Field(default=1, ge=1)
     split: Split = Split()
@@ -101,7 +112,7 @@ class Train(Strict):
     weight_decay: float = Field(default=0.0, ge=0)
     workers: int = Field(default=2, ge=1)
     use_gpu: Literal["auto"] | bool = "auto"
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=SEED_MAX)
     early_stopping: EarlyStopping | None = EarlyStopping()
     max_failures: int = Field(default=2, ge=0)
 
@@ -141,14 +152,31 @@ class Dimension(Strict):
         return self
 
 
+def metric_direction(metric: str) -> str:
+    """'maximize' or 'minimize' for a metric name such as val/accuracy or val/loss."""
+    return "maximize" if metric.split("/")[-1] in HIGHER_IS_BETTER else "minimize"
+
+
 class Sweep(Strict):
     metric: str = "val/loss"
-    direction: Literal["minimize", "maximize"] = "minimize"
+    direction: Literal["minimize", "maximize"] | None = None  # None: from the metric (loss, rmse minimize; accuracy maximize)
     trials: int = Field(default=20, ge=1)
     parallel: int = Field(default=2, ge=1)
     sampler: Literal["tpe", "random", "qmc", "cmaes"] = "tpe"
     pruner: Literal["successive_halving", "hyperband", "median", "none"] = "successive_halving"
     space: dict[str, Dimension] = {}
+
+    @model_validator(mode="after")
+    def _direction_of_metric(self):
+        inferred = metric_direction(self.metric)
+        known = {m for by_split in TASK_METRICS.values() for names in by_split.values() for m in names}
+        if self.direction is None:
+            self.direction = inferred
+        elif self.metric.split("/")[-1] in known and self.direction != inferred:
+            better = "higher" if inferred == "maximize" else "lower"
+            raise ValueError(f"sweep.direction: {self.direction} contradicts {self.metric} ({better} is better); "
+                             f"write {inferred} or leave direction out")
+        return self
 
 
 class Spec(Strict):
@@ -163,7 +191,34 @@ class Spec(Strict):
     def _cross_checks(self):
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", self.name):
             raise ValueError(f"name: {self.name!r} must be letters, digits, '_', '.', '-' (it names a directory)")
+        problems = self._model_fits_data() + (self._metric_reported() if self.sweep else [])
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
+
+    def _model_fits_data(self) -> list[str]:
+        from models import MODELS
+
+        task, name, shape = self.data.task, self.model.name, self.data.shape
+        if task not in MODELS[name].tasks:
+            fits = sorted(n for n, cls in MODELS.items() if task in cls.tasks)
+            return [f"model.name: {name!r} does not do {task}; for {task} choose from {fits}"]
+        if name == "cnn" and (shape is None or len(shape) != 3):
+            return [f"data.shape: model cnn needs [channels, height, width], e.g. [1, 8, 8]; got {shape}"]
+        if name == "rnn" and task != "forecasting" and (shape is None or len(shape) != 2):
+            return [f"data.shape: model rnn on {task} needs [steps, features], e.g. [8, 8]; got {shape}"]
+        return []
+
+    def _metric_reported(self) -> list[str]:
+        prefix, _, leaf = self.sweep.metric.partition("/")
+        reported = TASK_METRICS[self.data.task]
+        if leaf not in reported.get(prefix, ()):
+            choices = [f"{p}/{m}" for p, names in reported.items() for m in names]
+            return [f"sweep.metric: {self.sweep.metric!r} is not reported for {self.data.task}; choose from {choices}"]
+        if prefix == "val" and self.data.split.val == 0:
+            return [f"sweep.metric: {self.sweep.metric} needs a validation split but data.split.val is 0; "
+                    "give data.split.val (e.g. 0.15) or tune a train/ metric"]
+        return []
 
 
 def _loc(err: dict) -> str:
@@ -181,11 +236,6 @@ def _describe(e: ValidationError) -> str:
             msg = "required"
         msgs.append(msg if (not loc or msg.startswith(loc)) else f"{loc}: {msg}")
     return "; ".join(msgs)
-
-
-def parse_value(text: str) -> Any:
-    """`--set` values are YAML scalars or flow collections: 0.01, true, [16, 32], {patience: 3}."""
-    return yaml.safe_load(text) if text != "" else ""
 
 
 def apply_overrides(raw: dict, overrides: dict[str, Any]) -> dict:
@@ -209,25 +259,3 @@ def validate(raw: dict, where: str = "spec") -> Spec:
         return Spec.model_validate(raw)
     except ValidationError as e:
         raise UserError(f"{where}: {_describe(e)}") from None
-
-
-def load_spec(path: str | Path, overrides: list[str] | dict | None = None) -> Spec:
-    """Read a YAML spec, apply `key=value` overrides, validate; raises UserError."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"spec file {str(path)!r} not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise UserError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if isinstance(overrides, list):
-        pairs = {}
-        for item in overrides:
-            if "=" not in item:
-                raise UserError(f"--set {item!r}: expected key=value, e.g. train.lr=0.01")
-            k, v = item.split("=", 1)
-            pairs[k.strip()] = parse_value(v)
-        overrides = pairs
-    if overrides:
-        raw = apply_overrides(raw or {}, overrides)
-    return validate(raw, str(path))

@@ -21,11 +21,12 @@ def cluster_up(as_json: Annotated[bool, typer.Option("--json", help="print the p
     """Start every service as its own process on 127.0.0.1 and write runs/cluster/profile.json (idempotent)."""
     from cluster.local import LocalCluster
     from cluster.processes import ClusterError
+    from cluster.settings import redact_url
 
-    try:
+    try:  # the profile `up` returns is masked; a log tail may carry a database URL, so mask it too
         profile = LocalCluster().up(log=lambda m: print(m, file=sys.stderr))
     except ClusterError as e:
-        print(f"failed: {e}", file=sys.stderr)
+        print(f"failed: {redact_url(str(e))}", file=sys.stderr)
         raise typer.Exit(1) from None
     _cluster_table()
     if as_json:
@@ -35,7 +36,7 @@ def cluster_up(as_json: Annotated[bool, typer.Option("--json", help="print the p
 @cluster_app.command("down")
 @user_errors
 def cluster_down():
-    """Stop exactly the processes `cluster up` started, and remove the profile."""
+    """Stop exactly the processes `cluster up` started, and remove the profile and its secrets (even corrupt)."""
     from cluster.local import LocalCluster
 
     LocalCluster().down()
@@ -82,11 +83,18 @@ def submit(
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON summary as the last stdout line")] = False,
 ):
     """Run a flow on the cluster through Prefect: a deployment in the work pool, one flow run with the spec."""
-    from cluster.settings import load_settings
+    from cluster.settings import load_settings, redact_url
     from tasks.errors import UserError
-    from tasks.spec import load_spec
+    from tasks.spec_file import load_spec
 
     spec_obj = load_spec(spec, set_ or [])
+    if flow == "sweep":
+        from tasks.sweep import check_space
+
+        check_space(spec_obj)
+    from tasks.data import check_source
+
+    check_source(spec_obj.data)  # the same checks as run and sweep, before the flow run is created
     settings = load_settings()
     if not settings.prefect_api_url:
         raise UserError("submit: no cluster to submit to; run `conductor cluster up` or set PREFECT_API_URL")
@@ -94,12 +102,12 @@ def submit(
     from cluster.processes import answers_http
 
     if not answers_http(f"{settings.prefect_api_url}/health"):
-        raise UserError(f"PREFECT_API_URL: the Prefect server at {settings.prefect_api_url} does not answer; "
+        raise UserError(f"PREFECT_API_URL: the Prefect server at {redact_url(settings.prefect_api_url)} does not answer; "
                         "is the cluster up? (conductor cluster status)")
     from flows.submit import submit as do_submit
 
     quiet_engines()
-    profile = LocalCluster().profile() or {"ui_url": settings.prefect_api_url.removesuffix("/api"), "work_pool": "conductor"}
+    profile = LocalCluster().profile() or {"ui_url": redact_url(settings.prefect_api_url).removesuffix("/api"), "work_pool": "conductor"}
     out = do_submit(spec_obj, flow, profile, wait, log=lambda m: print(m, file=sys.stderr if as_json else sys.stdout))
     if wait and out.get("summary"):
         print_summary({**out["summary"], "duration_s": out["wait_s"]} if flow == "run" else

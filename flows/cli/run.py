@@ -21,6 +21,34 @@ def start_engines(then=None):
     return EarlyStart(load_settings(), then)
 
 
+def probe_services(settings=None) -> None:
+    """An unreachable Prefect API, Dask scheduler or Ray head fails here in a second, naming its variable."""
+    from cluster.probe import probe
+    from cluster.settings import load_settings
+
+    probe(settings or load_settings())
+
+
+def open_storage(url: str, key: str) -> None:
+    """An unreachable or unwritable Optuna storage fails here, before any engine starts, naming where the
+    URL came from (the option, the variable, or the default under CONDUCTOR_HOME)."""
+    from tasks.errors import UserError
+    from tasks.sweep import make_storage
+
+    try:
+        if url.startswith("sqlite:///"):
+            folder = Path(url.removeprefix("sqlite:///")).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise UserError(f"--storage: cannot create {folder} for the SQLite file ({e.strerror})") from None
+        make_storage(url, heartbeat=False)
+    except UserError as e:
+        if key in ("", "--storage"):
+            raise
+        raise UserError(str(e).replace("--storage:", f"{key}:", 1)) from None
+
+
 def print_nothing(*_) -> None:
     pass
 
@@ -34,12 +62,13 @@ def run(
 ):
     """Run the pipeline: preprocess (Dask) → train (Ray Train) → evaluate → register a run directory."""
     t0 = time.perf_counter()
-    from tasks.spec import load_spec
+    from tasks.spec_file import load_spec
 
     spec_obj = load_spec(spec, set_ or [])
     from tasks.data import check_source
 
     check_source(spec_obj.data)  # a missing file or column fails here, before any engine starts
+    probe_services()
     print(f"conductor run {spec_obj.name}: model {spec_obj.model.name} on {spec_obj.data.source}", file=sys.stderr)
     early = start_engines()
     from flows.pipeline import run_pipeline
@@ -62,37 +91,45 @@ def sweep(
     study: Annotated[str | None, typer.Option("--study", help="Optuna study name; default the spec's name")] = None,
     storage: Annotated[str | None, typer.Option("--storage", help="Optuna storage URL; default CONDUCTOR_OPTUNA_STORAGE or sqlite:///runs/optuna.db")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue an existing study: failed and interrupted trials are retried")] = False,
+    force: Annotated[bool, typer.Option("--force", help="with --resume: continue although the spec differs from the study's")] = False,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a spec key: --set train.epochs=10 (repeatable)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON summary as the last stdout line")] = False,
 ):
     """Hyperparameter sweep: Optuna trials on warm Ray workers (Ray Train runs for multi-worker trials), pruning, crash-safe resume."""
     t0 = time.perf_counter()
     from tasks.errors import UserError
-    from tasks.spec import load_spec
+    from tasks.names import check_name
+    from tasks.spec_file import load_spec
     from tasks.sweep import check_space
 
     spec_obj = load_spec(spec, set_ or [])
     check_space(spec_obj)
     if trials is not None and trials < 1 or parallel is not None and parallel < 1:
         raise UserError("--trials and --parallel must be at least 1")
+    if study is not None:
+        check_name(study, "--study")
     from tasks.data import check_source
 
     check_source(spec_obj.data)
     if storage:
         os.environ["CONDUCTOR_OPTUNA_STORAGE"] = storage  # read inside the flow; never a flow parameter
     from cluster.settings import load_settings, redact_url
-    from tasks.sweep import existing_trials, make_storage
+    from tasks.sweep import existing_trials
     from tasks.sweep.pool import prestart
+    from tasks.sweep.storage import spec_changes
     from tasks.tracking import resolve_mode
 
     settings = load_settings()
+    probe_services(settings)
     url = settings.default_storage()
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    make_storage(url, heartbeat=False)  # an unreachable database fails here, before any engine starts
+    open_storage(url, "--storage" if storage else "CONDUCTOR_OPTUNA_STORAGE" if settings.optuna_storage else "")
     if not resume and (n := existing_trials(url, study or spec_obj.name)):
         raise UserError(f"--study: study {study or spec_obj.name!r} already has {n} trials in {redact_url(url)}; "
                         "pass --resume to continue it or --study NAME to start another")
+    if resume and not force and (changed := spec_changes(url, study or spec_obj.name, spec_obj.model_dump(mode="json"))):
+        raise UserError(f"--resume: the spec differs from the one study {study or spec_obj.name!r} ran with, in "
+                        f"{', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}; pass --force to continue "
+                        "with this spec, or --study NAME to start another")
     print(f"conductor sweep {spec_obj.name}: {trials or spec_obj.sweep.trials} trials, "
           f"{parallel or spec_obj.sweep.parallel} at a time, storage {redact_url(url)}", file=sys.stderr)
     early = start_engines(lambda: prestart(spec_obj, study or spec_obj.name, parallel or spec_obj.sweep.parallel,

@@ -11,8 +11,6 @@ from sklearn.metrics import (
     r2_score,
 )
 
-HIGHER_IS_BETTER = {"accuracy", "f1_macro", "balanced_accuracy", "r2", "elbo", "persistence_r2"}
-
 
 def classification(y_true: np.ndarray, proba: np.ndarray) -> dict:
     pred = proba.argmax(-1)
@@ -28,7 +26,3 @@ def regression(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
             "rmse": float(np.sqrt(mean_squared_error(y_true, y_pred))),
             "mae": float(mean_absolute_error(y_true, y_pred))}
 
-
-def direction(metric: str) -> str:
-    """'maximize' or 'minimize' for a metric name such as val/accuracy or val/loss."""
-    return "maximize" if metric.split("/")[-1] in HIGHER_IS_BETTER else "minimize"

@@ -35,19 +35,48 @@ def check_space(spec: Spec) -> None:
         raise UserError("sweep.space: empty; name at least one spec key to tune, e.g. train.lr: {low: 1e-4, high: 1e-1, log: true}")
     raw = spec.model_dump(mode="json")
     for key, dim in spec.sweep.space.items():
-        node: Any = raw
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.get(p) if isinstance(node, dict) else None
-        if not isinstance(node, dict) or leaf not in node:
-            raise UserError(f"sweep.space.{key}: not a field of the spec; tune keys such as train.lr, "
-                            "train.batch_size, model.params.<name>")
+        current = _field_value(raw, key)
+        _check_dimension(key, dim, current)
         samples = dim.choices if dim.choices is not None else [dim.low, dim.high]
         for value in samples:
             try:
                 trial_spec(copy.deepcopy(raw), {key: value})
             except UserError as e:
                 raise UserError(f"sweep.space.{key}: value {value!r} is not allowed ({str(e).split(': ', 1)[-1]})") from None
-    metric = spec.sweep.metric
-    if not metric.startswith(("val/", "train/")):
-        raise UserError(f"sweep.metric: {metric!r} must be a validation or train metric such as val/accuracy or val/loss")
+
+
+def _field_value(raw: dict, key: str) -> Any:
+    """The spec's current value of a space key; only train.* and model.* change per trial (data is
+    preprocessed once per sweep, so a data key would be silently ignored)."""
+    hint = "tune keys such as train.lr, train.batch_size, model.params.<name>"
+    if not key.startswith(("train.", "model.params.")):
+        raise UserError(f"sweep.space.{key}: only train.* and model.params.* keys can change per trial "
+                        f"(the data is preprocessed once per sweep); {hint}")
+    node: Any = raw
+    *parents, leaf = key.split(".")
+    for p in parents:
+        node = node.get(p) if isinstance(node, dict) else None
+    if not isinstance(node, dict) or leaf not in node:
+        raise UserError(f"sweep.space.{key}: not a field of the spec; {hint}")
+    return node[leaf]
+
+
+def _check_dimension(key: str, dim, current: Any) -> None:
+    """What Optuna would refuse (or silently round) only at the first trial."""
+    if dim.choices is not None:
+        return
+    ints = isinstance(dim.low, int) and isinstance(dim.high, int)
+    if dim.log and dim.step is not None:
+        raise UserError(f"sweep.space.{key}: log and step cannot be combined; drop one of them")
+    if dim.step is not None and dim.step <= 0:
+        raise UserError(f"sweep.space.{key}: step must be positive, got {dim.step:g}")
+    if ints and dim.step is not None and dim.step != int(dim.step):
+        raise UserError(f"sweep.space.{key}: an integer range needs an integer step, got {dim.step:g}")
+    if isinstance(current, int) and not isinstance(current, bool) and not ints:
+        raise UserError(f"sweep.space.{key}: an integer field; write low and high as integers "
+                        f"(got {dim.low!r}..{dim.high!r})")
+    if isinstance(current, float) and ints:
+        raise UserError(f"sweep.space.{key}: a float field, but low and high are integers (Optuna would draw "
+                        f"only whole numbers); write them as {float(dim.low)} and {float(dim.high)}")
+    if isinstance(current, list | dict | str | bool) or current is None:
+        raise UserError(f"sweep.space.{key}: a range does not fit this field (now {current!r}); use choices: [...]")

@@ -12,7 +12,7 @@ from conftest import ROOT
 from models import build_model
 from tasks.data import preprocess
 from tasks.evaluate import evaluate
-from tasks.spec import load_spec
+from tasks.spec_file import load_spec
 from tasks.sweep import check_space
 from tasks.train import LossModule, fit, to_tensors
 

@@ -5,7 +5,8 @@ import pytest
 import yaml
 
 from tasks.errors import UserError
-from tasks.spec import apply_overrides, load_spec, parse_value, validate
+from tasks.spec import apply_overrides, validate
+from tasks.spec_file import load_spec, parse_value
 
 BASE = {
     "name": "t",
