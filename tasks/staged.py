@@ -34,11 +34,11 @@ def remove(path: Path) -> None:
 
 @contextlib.contextmanager
 def staged(final: Path, root: Path | None = None, directory: bool = True):
-    """Yield `.tmp-<name>-<hex>` beside `final` (created when `directory`); on success it becomes
+    """Yield `.tmp-<name>-<pid>-<hex>` beside `final` (created when `directory`); on success it becomes
     `final`. If another process finished the same directory first, theirs is kept. On failure the
     temporary path goes, and with `root` the empty folders above it up to `root` too."""
     final = Path(final)
-    tmp = final.parent / f"{PREFIX}{final.name}-{uuid.uuid4().hex[:6]}"
+    tmp = final.parent / f"{PREFIX}{final.name}-{os.getpid()}-{uuid.uuid4().hex[:6]}"  # the pid: see clean_leftovers
     final.parent.mkdir(parents=True, exist_ok=True)
     if directory:
         tmp.mkdir()
@@ -55,3 +55,58 @@ def staged(final: Path, root: Path | None = None, directory: bool = True):
         if root is not None:
             prune_empty_parents(final.parent, root)
         raise
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def owner(path: Path) -> int | None:
+    """The pid in a `.tmp-<name>-<pid>-<hex>` name (None for names made before pids were written)."""
+    parts = path.name.rsplit("-", 2)
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+
+
+def clean_leftovers(home: Path) -> list[Path]:
+    """What a killed run or sweep left behind (its staged directories, its Ray Train storage), removed by
+    the next command; anything a live process still owns is kept."""
+    home, removed = Path(home), []
+    if not home.is_dir():
+        return removed
+    for pattern in (f"{PREFIX}*", f"*/{PREFIX}*", f"*/*/{PREFIX}*", f"*/*/*/{PREFIX}*"):
+        for path in home.glob(pattern):
+            pid = owner(path)
+            if pid is not None and not alive(pid):
+                remove(path)
+                removed.append(path)
+    owners = home / RAY_STORAGE / ".owners"
+    for run in (home / RAY_STORAGE).glob("[!.]*"):
+        pid_file = owners / run.name
+        if pid_file.is_file() and pid_file.read_text().strip().isdigit() and not alive(int(pid_file.read_text())):
+            remove(run)
+            pid_file.unlink(missing_ok=True)
+            removed.append(run)
+    return removed
+
+
+RAY_STORAGE = ".ray_storage"
+
+
+def claim_ray_storage(home: Path, name: str) -> Path:
+    """Record this process as the owner of Ray Train's storage for run `name` (outside the run's own
+    folder, which Ray must find empty); returns that folder."""
+    owners = Path(home) / RAY_STORAGE / ".owners"
+    owners.mkdir(parents=True, exist_ok=True)
+    (owners / name).write_text(str(os.getpid()))
+    return Path(home) / RAY_STORAGE / name
+
+
+def release_ray_storage(home: Path, name: str) -> None:
+    remove(Path(home) / RAY_STORAGE / name)
+    (Path(home) / RAY_STORAGE / ".owners" / name).unlink(missing_ok=True)

@@ -49,6 +49,16 @@ def open_storage(url: str, key: str) -> None:
         raise UserError(str(e).replace("--storage:", f"{key}:", 1)) from None
 
 
+def clean_leftovers() -> None:
+    """A killed run's staged directory and Ray Train storage go before the next command starts."""
+    from cluster.settings import home
+    from tasks.staged import clean_leftovers as clean
+
+    if removed := clean(home()):
+        print(f"note: removed {len(removed)} leftover(s) of killed runs: {', '.join(p.name for p in removed[:3])}"
+              f"{' ...' if len(removed) > 3 else ''}", file=sys.stderr)
+
+
 def print_nothing(*_) -> None:
     pass
 
@@ -69,6 +79,7 @@ def run(
 
     check_source(spec_obj.data)  # a missing file or column fails here, before any engine starts
     probe_services()
+    clean_leftovers()
     print(f"conductor run {spec_obj.name}: model {spec_obj.model.name} on {spec_obj.data.source}", file=sys.stderr)
     early = start_engines()
     from flows.pipeline import run_pipeline
@@ -121,6 +132,7 @@ def sweep(
 
     settings = load_settings()
     probe_services(settings)
+    clean_leftovers()
     url = settings.default_storage()
     open_storage(url, "--storage" if storage else "CONDUCTOR_OPTUNA_STORAGE" if settings.optuna_storage else "")
     if not resume and (n := existing_trials(url, study or spec_obj.name)):

@@ -16,6 +16,7 @@ import torch
 
 from ..data import Prepared
 from ..spec import Spec
+from ..staged import claim_ray_storage, release_ray_storage
 from .batches import shard_batches
 from .checkpoint import load_checkpoint, read_progress
 from .job import HookFactory, Tracking, Trained, TrainJob
@@ -132,7 +133,7 @@ def train_on_ray(spec: Spec, prepared: Prepared, out_dir: Path, home: Path, trac
     has_val = prepared.preprocessor.counts["val"] > 0
     job = TrainJob(spec.model_dump(mode="json"), prepared.preprocessor, str(home), tracking, has_val,
                    evaluate=evaluate, threads=max(1, int(plan.cpu)), progress_path=progress_path, hook=hook)
-    storage = Path(home) / ".ray_storage"
+    storage = claim_ray_storage(home, tracking.name).parent  # a killed run's folder goes with the next command
     trainer = _trainer_class()(
         train_loop, train_loop_config={"job": job}, datasets=_datasets(prepared, evaluate, has_val),
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
@@ -150,17 +151,18 @@ def train_on_ray(spec: Spec, prepared: Prepared, out_dir: Path, home: Path, trac
         raise result.error
     if result.checkpoint is None:
         raise RuntimeError(f"Ray Train run {tracking.name} ended without a checkpoint")
-    return _collect(result.checkpoint, Path(out_dir), storage / tracking.name, evaluate, plan, time.perf_counter() - t0)
+    trained = _collect(result.checkpoint, Path(out_dir), evaluate, plan, time.perf_counter() - t0)
+    release_ray_storage(home, tracking.name)
+    return trained
 
 
-def _collect(checkpoint, out_dir: Path, run_storage: Path, evaluate: bool, plan, seconds: float) -> Trained:
-    """Copy the final checkpoint out of Ray's storage, which is then removed."""
+def _collect(checkpoint, out_dir: Path, evaluate: bool, plan, seconds: float) -> Trained:
+    """Copy the final checkpoint out of Ray's storage (removed after)."""
     import json
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with checkpoint.as_directory() as d:
         shutil.copytree(d, out_dir, dirs_exist_ok=True)
-    shutil.rmtree(run_storage, ignore_errors=True)
     evald = json.loads((out_dir / "eval.json").read_text()) if evaluate else {"metrics": {}}
     wandb_file = out_dir / "wandb.json"
     wb = json.loads(wandb_file.read_text()) if wandb_file.exists() else {"mode": "disabled", "run_dir": None}
