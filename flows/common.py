@@ -16,8 +16,13 @@ from prefect_dask import get_dask_client  # noqa: E402
 logging.getLogger("distributed").setLevel(logging.ERROR)  # Prefect's logging config sets it to INFO
 
 from tasks.data import Prepared, preprocess  # noqa: E402
+from tasks.data.locate import QuietParseFailures  # noqa: E402
 from tasks.errors import USER_ERRORS  # noqa: E402
 from tasks.spec import Data  # noqa: E402
+
+# a bad CSV line fails inside a Dask task: the preprocess task says where in one line, the worker need not
+if not any(isinstance(f, QuietParseFailures) for f in logging.getLogger("distributed.worker").filters):
+    logging.getLogger("distributed.worker").addFilter(QuietParseFailures())
 
 
 def quiet_prefect_console(level: int = logging.CRITICAL) -> None:

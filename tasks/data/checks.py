@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import dask
 import dask.dataframe as dd
+import numpy as np
 import pandas as pd
 
 from ..errors import UserError
 from ..spec import Data
-from .preprocessor import ROW, plain_label
+from .preprocessor import ROW, label_text, plain_label
 
 
 def check_columns(columns: list[str], dtypes: dict, data: Data) -> tuple[list[str], list[str], list[str]]:
@@ -27,6 +28,7 @@ def check_columns(columns: list[str], dtypes: dict, data: Data) -> tuple[list[st
         missing = [c for c in data.features if c not in columns]
         if missing:
             raise UserError(f"data.features: columns {missing} not found in {where}; columns are {columns}")
+        _check_listed(data)
         features = list(data.features)
         if data.task == "forecasting" and data.target not in features:
             features.append(data.target)  # the series' own past is an input
@@ -34,13 +36,8 @@ def check_columns(columns: list[str], dtypes: dict, data: Data) -> tuple[list[st
         features = [c for c in columns if c not in exclude and c != ROW]
     if not features:
         raise UserError(f"data.features: no input columns left in {where}")
-    numeric, categorical = [], []
-    for c in features:
-        dt = dtypes[c]
-        if pd.api.types.is_bool_dtype(dt) or pd.api.types.is_numeric_dtype(dt) or pd.api.types.is_datetime64_any_dtype(dt):
-            numeric.append(c)
-        else:
-            categorical.append(c)
+    numeric = [c for c in features if is_number(dtypes[c])]
+    categorical = [c for c in features if c not in numeric]
     if categorical and data.preprocessing.categorical == "none":
         raise UserError(f"data.preprocessing.categorical: 'none' but columns {categorical} hold text; "
                         "choose onehot or ordinal, or leave them out of data.features")
@@ -53,12 +50,35 @@ def check_columns(columns: list[str], dtypes: dict, data: Data) -> tuple[list[st
     return features, numeric, categorical
 
 
+def is_number(dt) -> bool:
+    """Read as a number by the preprocessor (booleans and datetimes too); anything else is text."""
+    return bool(pd.api.types.is_bool_dtype(dt) or pd.api.types.is_numeric_dtype(dt)
+                or pd.api.types.is_datetime64_any_dtype(dt))
+
+
+def _check_listed(data: Data) -> None:
+    twice = sorted({c for c in data.features if data.features.count(c) > 1})
+    if twice:
+        raise UserError(f"data.features: {twice} listed more than once; list each column once")
+    if data.task != "forecasting" and data.target in data.features:
+        raise UserError(f"data.features: lists the target {data.target!r}; a model that reads its answer learns "
+                        "nothing; remove it from data.features")
+
+
 def check_rows(ddf: dd.DataFrame, features: list[str], data: Data) -> dict:
-    """Checks that need one pass over the rows: empty data, all-missing columns, one class."""
+    """Checks that need one pass over the rows: empty data, all-missing columns, infinities, text columns
+    that look like ids, one class. Returns what it counted (rows, missing, classes, labels)."""
     cols = list(dict.fromkeys(features + ([data.target] if data.target else [])))
-    todo = {"rows": ddf.shape[0], "missing": ddf[cols].isna().sum()}
+    dtypes = dict(ddf.dtypes.items())
+    real = [c for c in cols if pd.api.types.is_numeric_dtype(dtypes[c]) and not pd.api.types.is_bool_dtype(dtypes[c])]
+    texts = [c for c in features if not is_number(dtypes[c])] \
+        if data.features is None and data.preprocessing.categorical == "onehot" else []
+    todo = {"rows": ddf.shape[0], "missing": ddf[cols].isna().sum(),
+            "inf": (ddf[real].abs() == np.inf).sum() if real else None,
+            "distinct": {c: ddf[c].nunique_approx() for c in texts}}
     if data.task == "classification":
         todo["classes"] = ddf[data.target].dropna().drop_duplicates().head(1001, npartitions=-1, compute=False)
+        todo["labels"] = ddf[data.target].map_partitions(label_text, meta=(data.target, "object")).value_counts()
     got = dask.compute(todo)[0]
     if got["rows"] == 0:
         raise UserError(f"data.source: {data.source!r} holds no rows")
@@ -66,6 +86,28 @@ def check_rows(ddf: dd.DataFrame, features: list[str], data: Data) -> dict:
     if empty:
         raise UserError(f"data: column(s) {empty} hold only missing values; leave them out of data.features "
                         "or fix the source")
+    _check_values(got, data)
+    if data.preprocessing.impute == "none":
+        holes = [c for c in features if got["missing"][c] > 0]
+        if holes:
+            raise UserError(f"data.preprocessing.impute: 'none' but columns {holes} have missing values; "
+                            "choose mean, median, most_frequent or drop")
+    return got
+
+
+def _check_values(got: dict, data: Data) -> None:
+    where = data.source
+    if got["inf"] is not None and (got["inf"] > 0).any():
+        bad = {c: int(n) for c, n in got["inf"].items() if n > 0}
+        raise UserError(f"data: infinite values (inf/-inf) in {where}, count per column {bad}; "
+                        "fix them or mark them missing (empty) so data.preprocessing.impute fills them")
+    rows = got["rows"]
+    for c, n in got["distinct"].items():
+        n = int(round(n))
+        if n > 1000 or (n > 0.5 * rows and n >= 20):
+            raise UserError(f"data.features: text column {c!r} of {where} has about {n} distinct values in {rows} "
+                            f"rows (an id, a name, an e-mail?); one-hot would make a column of each: name it in "
+                            "data.drop or list data.features")
     if data.task == "classification":
         labels = got["classes"]
         if len(labels) < 2:
@@ -75,9 +117,3 @@ def check_rows(ddf: dd.DataFrame, features: list[str], data: Data) -> dict:
         if len(labels) > 1000:
             raise UserError(f"data.target: column {data.target!r} has over 1000 classes; "
                             "is this a regression target? set data.task: regression")
-    if data.preprocessing.impute == "none":
-        holes = [c for c in features if got["missing"][c] > 0]
-        if holes:
-            raise UserError(f"data.preprocessing.impute: 'none' but columns {holes} have missing values; "
-                            "choose mean, median, most_frequent or drop")
-    return got

@@ -6,8 +6,10 @@ source and spec reuses it.
 """
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import dask.dataframe as dd
@@ -20,8 +22,9 @@ from .checks import check_columns, check_rows
 from .fit import fit_columns, fit_scale, fit_target, input_shape
 from .preprocessor import ROW, VERSION, Preprocessor
 from .series import prepare_series
-from .sources import load_source, source_fingerprint
-from .split import SPLIT, SPLITS, assign_split, number_rows, oversample
+from .sources import expand_source, load_source, read_errors, source_fingerprint, value_line
+from .split import SPLIT, SPLITS, assign_split, class_warnings, number_rows, oversample
+from .times import time_key
 
 
 @dataclass
@@ -41,26 +44,42 @@ class Prepared:
         return cls(Path(directory), Preprocessor.load(directory), cached=True)
 
 
-def preprocess(data: Data, home: Path, log=print) -> Prepared:
-    """Run (or reuse) preprocessing of `data`; returns where its Parquet splits and preprocessor are."""
+def say_warning(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def preprocess(data: Data, home: Path, log=print, warn=say_warning) -> Prepared:
+    """Run (or reuse) preprocessing of `data`; returns where its Parquet splits and preprocessor are.
+    `warn` gets each one-line warning (a rare class, a label only val/test hold), again on a cached run."""
     t0 = time.perf_counter()
     fingerprint = f"{source_fingerprint(data)}-v{VERSION}"
     final = Path(home) / ".cache" / fingerprint
     if (final / "preprocessor.json").is_file():
         prepared = Prepared.load(final)
         log(f"preprocess: cached {final.name} ({prepared.preprocessor.counts})")
-        return prepared
-    ddf = load_source(data)
-    dtypes = dict(ddf.dtypes.items())
+    else:
+        ddf = load_source(data)
+        dtypes = dict(ddf.dtypes.items())
+        with read_errors(data.source, dtypes):  # a bad line past dask's sample fails here, mid-computation
+            prep = _build(ddf, dtypes, data, final, home)
+        prepared = Prepared(final, prep, cached=False, seconds=time.perf_counter() - t0)
+        log(f"preprocess: {prep.counts} rows, {len(prep.columns)} columns in {prepared.seconds:.1f}s")
+    for message in prepared.preprocessor.warnings:
+        warn(message)
+    return prepared
+
+
+def _build(ddf: dd.DataFrame, dtypes: dict, data: Data, final: Path, home: Path) -> Preprocessor:
     features, numeric, categorical = check_columns(list(ddf.columns), dtypes, data)
-    check_rows(ddf, features, data)
+    seen = check_rows(ddf, features, data)
     if data.target and data.task != "forecasting":
         ddf = ddf[~ddf[data.target].isna()]  # clean: a row without a target teaches nothing
     if data.task == "forecasting":
         prep, frames = prepare_series(ddf.compute(), features, numeric, categorical, data, dtypes)
     else:
         prep, frames = _prepare_rows(ddf, features, numeric, categorical, data, dtypes)
-    prep.fingerprint, prep.source = fingerprint, data.source
+        prep.warnings += class_warnings(prep, seen.get("labels"), data)
+    prep.fingerprint, prep.source = final.name, data.source
     with staged(final, home) as tmp:
         for name, frame in frames.items():
             if isinstance(frame, pd.DataFrame):
@@ -71,9 +90,7 @@ def preprocess(data: Data, home: Path, log=print) -> Prepared:
             raise UserError(f"data.split: too few rows to split ({counts}); use more data or other fractions")
         prep.counts = counts
         prep.save(tmp)
-    prepared = Prepared(final, prep, cached=False, seconds=time.perf_counter() - t0)
-    log(f"preprocess: {counts} rows, {len(prep.columns)} columns in {prepared.seconds:.1f}s")
-    return prepared
+    return prep
 
 
 def _prepare_rows(ddf, features, numeric, categorical, data: Data, dtypes):
@@ -112,7 +129,29 @@ def _xy_meta(d: int, task: str) -> pd.DataFrame:
     return meta
 
 
+LOCAL_PASS_BYTES = 32 * 2**20
+
+
 def check_source(data: Data) -> None:
-    """The cheap checks (file exists and reads, columns exist, dtypes fit) before any engine starts."""
+    """The checks that need no engine: the file exists and reads, the columns exist and their dtypes fit;
+    and for a small source (a builtin set, files up to 32 MB) the one pass over its rows as well, here in
+    this process, so that a one-class target, an all-missing column, inf or a bad line is refused before
+    anything starts. A bigger source gets that pass inside the flow, on Dask."""
     ddf = load_source(data)
-    check_columns(list(ddf.columns), dict(ddf.dtypes.items()), data)
+    dtypes = dict(ddf.dtypes.items())
+    features, _, _ = check_columns(list(ddf.columns), dtypes, data)
+    if source_bytes(data) <= LOCAL_PASS_BYTES:
+        import dask
+
+        with read_errors(data.source, dtypes), dask.config.set(scheduler="sync"):
+            check_rows(ddf, features, data)
+            if data.task == "forecasting" and data.time_column:  # dates that do not parse, or read two ways
+                time_key(ddf[data.time_column].compute(), data.time_column, data.time_format,
+                         partial(value_line, data.source, data.time_column))
+
+
+def source_bytes(data: Data) -> int:
+    if data.source.startswith("builtin:"):
+        return 0
+    _, files, fs = expand_source(data.source)
+    return sum(int(fs.info(f).get("size") or 0) for f in files)

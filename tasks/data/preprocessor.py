@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..errors import UserError
 
-VERSION = 1  # bump when the output format or a statistic changes, so old caches are not reused
+VERSION = 2  # bump when the output format or a statistic changes, so old caches are not reused
 ROW = "__row__"
 
 
@@ -83,6 +83,8 @@ class Preprocessor:
     fingerprint: str = ""
     source: str = ""
     counts: dict[str, int] = field(default_factory=dict)
+    time_format: str | None = None  # forecasting: how time_column was read ("number", a strftime format)
+    warnings: list[str] = field(default_factory=list)  # said once when fitted, again when the cache is reused
     version: int = VERSION
 
     # ------------------------------------------------------------ persistence

@@ -5,6 +5,8 @@ the end of validation, as a forecaster in production would.
 """
 from __future__ import annotations
 
+from functools import partial
+
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
@@ -13,11 +15,15 @@ from ..errors import UserError
 from ..spec import Data
 from .fit import fit_columns, fit_scale
 from .preprocessor import ROW, Preprocessor
+from .sources import value_line
+from .times import sort_by, time_key
 
 
-def order_by_time(pdf: pd.DataFrame, time_column: str | None) -> pd.DataFrame:
+def order_by_time(pdf: pd.DataFrame, time_column: str | None, time_format: str | None = None,
+                  locate=None) -> pd.DataFrame:
+    """Rows in time order: numbers as numbers, text as dates (times.time_key); a bad value is a UserError."""
     if time_column:
-        pdf = pdf.sort_values(time_column, kind="stable")
+        pdf = sort_by(pdf, time_key(pdf[time_column], time_column, time_format, locate)[0])
     return pdf.reset_index(drop=True)
 
 
@@ -56,7 +62,12 @@ def window_frame(inputs, outputs, rows) -> pd.DataFrame:
 def prepare_series(pdf: pd.DataFrame, features, numeric, categorical, data: Data, dtypes):
     """The whole series in memory → (Preprocessor, {train, val, test, test_raw} frames)."""
     sp, p = data.split, data.preprocessing
-    pdf = order_by_time(pdf, data.time_column)
+    time_format = None
+    if data.time_column:
+        key, time_format = time_key(pdf[data.time_column], data.time_column, data.time_format,
+                                    partial(value_line, data.source, data.time_column))
+        pdf = sort_by(pdf, key)
+    pdf = pdf.reset_index(drop=True)
     if p.impute == "drop":
         pdf = pdf.dropna(subset=features).reset_index(drop=True)
     n = len(pdf)
@@ -77,6 +88,7 @@ def prepare_series(pdf: pd.DataFrame, features, numeric, categorical, data: Data
         col = prep.columns[prep.target_column]
         prep.target_scale = {"center": prep.scale["center"][col], "scale": prep.scale["scale"][col]}
     prep.window, prep.horizon, prep.output_dim = data.window, data.horizon, data.horizon
+    prep.time_format = time_format
     prep.input_shape = [data.window, len(prep.columns)]
     x, target = prep.series(pdf)
     inputs, outputs, first = windows(x, target, data.window, data.horizon)

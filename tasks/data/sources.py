@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import contextmanager
 
 import dask.dataframe as dd
 import numpy as np
@@ -10,6 +11,7 @@ import pandas as pd
 
 from ..errors import UserError
 from ..spec import Data
+from .locate import check_header, find_value, is_parse_error, locate_error
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst", ".tsv")
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
@@ -108,13 +110,40 @@ def read_table(source: str, where: str = "data.source") -> dd.DataFrame:
     kind, files, fs = expand_source(source, where)
     protocol = fs.protocol[0] if isinstance(fs.protocol, tuple | list) else fs.protocol
     urls = files if protocol in ("file", "local") else [f"{protocol}://{f}" for f in files]
+    if kind == "csv":
+        check_header(fs, files[0], where)  # dask reads every file with the first one's columns
     try:
         if kind == "csv":
             sep = "\t" if files[0].lower().endswith(".tsv") else ","
             return dd.read_csv(urls, sep=sep, blocksize="64MB", assume_missing=True)
         return dd.read_parquet(urls)
     except Exception as e:  # noqa: BLE001 - a parser error is the user's file, not our bug
+        if is_parse_error(e):  # in the sample dask reads for its metadata: find the line
+            raise locate_error(kind, files, fs, source, {}, e, where) from None
         raise UserError(f"{where}: cannot read {source!r} as {kind} ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+
+
+@contextmanager
+def read_errors(source: str, dtypes: dict, where: str = "data.source"):
+    """A parse error raised while Dask reads `source` (past the sample its dtypes come from) becomes a
+    UserError naming file, line, column and value, found by reading the files once more."""
+    try:
+        yield
+    except Exception as e:
+        if not is_parse_error(e):
+            raise
+        if source.startswith("builtin:"):
+            raise UserError(f"{where}: cannot read {source!r} ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+        kind, files, fs = expand_source(source, where)
+        raise locate_error(kind, files, fs, source, dtypes, e, where) from None
+
+
+def value_line(source: str, column: str, value: str) -> str | None:
+    """'FILE line N' where `column` first holds `value`, for a CSV source; else None."""
+    if source.startswith("builtin:"):
+        return None
+    kind, files, fs = expand_source(source)
+    return find_value(fs, files, column, value) if kind == "csv" else None
 
 
 def load_source(data: Data) -> dd.DataFrame:

@@ -45,3 +45,24 @@ def oversample(pdf: pd.DataFrame, class_counts: list[int]) -> pd.DataFrame:
     top = max(class_counts)
     reps = np.array([max(1, round(top / max(c, 1))) for c in class_counts])
     return pdf.loc[pdf.index.repeat(reps[pdf["y"].to_numpy()])].reset_index(drop=True)
+
+
+def class_warnings(prep, labels: pd.Series | None, data) -> list[str]:
+    """One-line warnings about the classes: labels that only val/test rows hold (the model never learns
+    them and their rows drop out of the metrics), and classes under 1% of the rows."""
+    if labels is None or not len(labels):
+        return []
+    total, out = int(labels.sum()), []
+    learned = {str(c) for c in prep.classes or []}
+    unseen = {k: int(n) for k, n in labels.items() if k not in learned}
+    if unseen:
+        out.append(f"data.target: label(s) {sorted(unseen)} of {data.target!r} occur only in the val/test splits "
+                   f"({sum(unseen.values())} rows); the model never sees them in training and those rows are left "
+                   "out of its metrics; add rows of them or drop them from the source")
+    rare = {k: int(n) for k, n in labels.items() if k in learned and n < 0.01 * total}
+    if rare:
+        fix = " (data.preprocessing.balance: class_weight or oversample helps)" \
+            if data.preprocessing.balance == "none" else ""
+        out.append(f"data.target: class(es) {dict(sorted(rare.items()))} of {data.target!r} hold under 1% of the "
+                   f"{total} rows; their metrics rest on few rows{fix}")
+    return out

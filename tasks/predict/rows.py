@@ -36,7 +36,7 @@ def predict_rows(run: LoadedRun, pdf: pd.DataFrame, id_column: str | None = None
 def _forecast(run: LoadedRun, pdf: pd.DataFrame, id_column: str | None) -> pd.DataFrame:
     """One forecast per window of the time-ordered input, labelled by its last step."""
     prep = run.preprocessor
-    pdf = order_by_time(pdf, prep.time_column)
+    pdf = order_by_time(pdf, prep.time_column, prep.time_format)  # the format the training data was read with
     if len(pdf) < prep.window:
         raise UserError(f"INPUT: {len(pdf)} rows, but the model reads windows of {prep.window}; "
                         f"give at least {prep.window}")
