@@ -5,7 +5,7 @@ import logging
 import os
 import time
 
-from .settings import Settings, SettingsError
+from .settings import Settings, SettingsError, client_env
 
 # Quiet defaults for every engine we start; a user's own setting wins.
 QUIET_ENV = {
@@ -34,7 +34,9 @@ QUIET_ENV = {
 
 
 def quiet_env() -> None:
-    for k, v in QUIET_ENV.items():
+    """Quiet defaults, and the cluster profile's credentials (Prefect's auth string, Ray's token file) where
+    Prefect and Ray look for them: every module that imports either calls this first."""
+    for k, v in {**QUIET_ENV, **client_env()}.items():
         os.environ.setdefault(k, v)
 
 
@@ -88,6 +90,11 @@ def dask_runner_kwargs(settings: Settings) -> dict:
     *process* would otherwise start a Prefect API server of its own (~10 s each on 2 cores).
     """
     if settings.dask_address:
-        return {"address": settings.dask_address}
+        if not settings.dask_address.startswith("tls://"):
+            return {"address": settings.dask_address}
+        from .tls import security
+
+        # the cluster's certificate (CONDUCTOR_DASK_TLS, from the profile), or dask's own distributed.comm.tls settings
+        return {"address": settings.dask_address, "client_kwargs": {"security": security(settings.dask_tls)}}
     return {"cluster_kwargs": {"processes": False, "n_workers": 1, "threads_per_worker": max(2, os.cpu_count() or 2),
                                "dashboard_address": ":0"}}  # None still binds 8787

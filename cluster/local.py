@@ -3,7 +3,9 @@
 Prefect server + a process work pool and its worker, a Ray head plus one Ray worker node, a Dask
 scheduler plus workers. Addresses go to runs/cluster/profile.json (every later command reads it;
 masked, with any credential in secrets.json beside it, both 0600), pids and logs to runs/cluster/.
-`down` stops exactly the processes `up` started.
+Every service answers only who holds this cluster's credentials (cluster/credentials.py): Prefect's API
+an auth string, Dask a TLS certificate, Ray a token. `down` stops exactly the processes `up` started and
+removes the credentials.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import credentials
 from .processes import (
     LOOPBACK,
     Service,
@@ -24,7 +27,9 @@ from .processes import (
     answers_tcp,
     bin_path,
     cluster_dir,
+    dask_workers,
     pick_port,
+    ray_nodes,
     wait_until,
 )
 from .settings import (
@@ -36,11 +41,15 @@ from .settings import (
     remove_profile,
     save_profile,
 )
+from .tls import security, tls_flags
 
 POOL = "conductor"
 RAY_CPUS_PER_NODE = 1
 RAY_MEMORY = 3 * 2**30
 RAY_OBJECT_STORE = 400 * 2**20
+# set by `up` for its own services only: a value from the caller's shell would point them elsewhere
+NOT_INHERITED = ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING", "PREFECT_SERVER_API_AUTH_STRING", "CONDUCTOR_RAY_ADDRESS",
+                 "CONDUCTOR_DASK_ADDRESS", "CONDUCTOR_DASK_TLS", "RAY_AUTH_TOKEN", "DASK_DISTRIBUTED__COMM__")
 
 
 class LocalCluster:
@@ -50,11 +59,11 @@ class LocalCluster:
         self.pids_file = self.root / "pids.json"
         self.services: list[Service] = []
         self.env = self._base_env()
+        self.creds: credentials.Credentials | None = None
 
     # ------------------------------------------------------------ helpers
     def _base_env(self) -> dict:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API_URL", "CONDUCTOR_RAY_ADDRESS",
-                                                                         "CONDUCTOR_DASK_ADDRESS"))}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(NOT_INHERITED)}
         env.update({
             "CONDUCTOR_HOME": str(home()), "PREFECT_HOME": str(self.root / "prefect"),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING",
@@ -119,11 +128,13 @@ class LocalCluster:
                      for role in ("head", "worker")}
         prefect_url = f"http://{LOOPBACK}:{ports['prefect']}/api"
         ray_address = f"{LOOPBACK}:{ports['ray']}"
-        dask_address = f"tcp://{LOOPBACK}:{ports['dask']}"
+        dask_address = f"tls://{LOOPBACK}:{ports['dask']}"
         storage = os.environ.get("CONDUCTOR_OPTUNA_STORAGE") or f"sqlite:///{home() / 'optuna.db'}"
+        self.creds = credentials.issue(self.root)
+        self.env.update(self.creds.ray_env())
         profile = {"prefect_api_url": prefect_url, "ray_address": ray_address, "dask_address": dask_address,
                    "optuna_storage": storage, "work_pool": POOL, "ui_url": prefect_url.removesuffix("/api"),
-                   "started_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                   "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **self.creds.profile()}
         try:
             procs = self._start_all(ports, ray_ports, profile, log)
             self._wait_all(procs, ports, prefect_url, log)
@@ -141,7 +152,7 @@ class LocalCluster:
         return profile
 
     def _start_all(self, ports, ray_ports, profile, log) -> dict:
-        server_env = dict(self.env)
+        server_env = {**self.env, **self.creds.prefect_server_env()}
         if os.environ.get("CONDUCTOR_PREFECT_DB"):
             server_env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = os.environ["CONDUCTOR_PREFECT_DB"]
         procs = {"prefect-server": self._spawn("prefect-server", [bin_path("prefect"), "server", "start", "--host",
@@ -163,38 +174,41 @@ class LocalCluster:
                                                      "--include-dashboard", "false",
                                                      "--ray-client-server-port", str(ray_ports["head"]["client"]),
                                                      *common, *ray_args("head")], env=ray_env)
-        procs["dask-scheduler"] = self._spawn("dask-scheduler", [bin_path("dask"), "scheduler", "--host", LOOPBACK,
-                                                                 "--port", str(ports["dask"]),
-                                                                 "--dashboard-address", f"{LOOPBACK}:0"])
+        procs["dask-scheduler"] = self._spawn("dask-scheduler", [
+            bin_path("dask"), "scheduler", "--host", LOOPBACK, "--port", str(ports["dask"]), "--protocol", "tls",
+            *tls_flags(self.creds.tls_dir), "--no-dashboard", "--dashboard-address", f"{LOOPBACK}:0",
+        ], env={**self.env, **self.creds.dask_env()})
         return procs
 
     def _wait_all(self, procs, ports, prefect_url, log) -> None:
         log("starting Prefect server, Ray head, Dask scheduler ...")
+        ray_address, dask_address = f"{LOOPBACK}:{ports['ray']}", f"tls://{LOOPBACK}:{ports['dask']}"
         wait_until(lambda: answers_tcp(ports["ray"]), 90, "Ray head", Path(self.services[1].log), procs["ray-head"])
-        worker_env = dict(self.env)
-        self._spawn("ray-worker", [bin_path("ray"), "start", "--address", f"{LOOPBACK}:{ports['ray']}",
+        self._spawn("ray-worker", [bin_path("ray"), "start", "--address", ray_address,
                                    "--node-ip-address", LOOPBACK, "--num-cpus", str(RAY_CPUS_PER_NODE),
                                    "--memory", str(RAY_MEMORY), "--object-store-memory", str(RAY_OBJECT_STORE),
-                                   "--disable-usage-stats", "--block"], env=worker_env)
+                                   "--disable-usage-stats", "--block"], env=dict(self.env))
         wait_until(lambda: answers_tcp(ports["dask"]), 60, "Dask scheduler", Path(self.logs / "dask-scheduler.log"),
                    procs["dask-scheduler"])
         wait_until(lambda: answers_http(f"{prefect_url}/health"), 120, "Prefect server",
                    Path(self.logs / "prefect-server.log"), procs["prefect-server"])
-        flow_env = {**self.env, "PREFECT_API_URL": prefect_url, "CONDUCTOR_RAY_ADDRESS": f"{LOOPBACK}:{ports['ray']}",
-                    "CONDUCTOR_DASK_ADDRESS": f"tcp://{LOOPBACK}:{ports['dask']}"}
-        self._spawn("dask-workers", [bin_path("dask"), "worker", f"tcp://{LOOPBACK}:{ports['dask']}", "--host",
-                                     LOOPBACK, "--nworkers", "2", "--nthreads", "1", "--no-dashboard",
-                                     "--memory-limit", "2GiB"], env=flow_env)
+        flow_env = {**self.env, **self.creds.prefect_client_env(), "PREFECT_API_URL": prefect_url,
+                    "CONDUCTOR_RAY_ADDRESS": ray_address, "CONDUCTOR_DASK_ADDRESS": dask_address,
+                    "CONDUCTOR_DASK_TLS": str(self.creds.tls_dir)}
+        self._spawn("dask-workers", [bin_path("dask"), "worker", dask_address, "--host", LOOPBACK, "--nworkers", "2",
+                                     "--nthreads", "1", *tls_flags(self.creds.tls_dir), "--no-dashboard",
+                                     "--dashboard-address", f"{LOOPBACK}:0", "--memory-limit", "2GiB"],
+                    env={**flow_env, **self.creds.dask_env()})
         worker_env = {**flow_env, "PREFECT_WORKER_QUERY_SECONDS": "2", "PREFECT_WORKER_PREFETCH_SECONDS": "5"}
         self._spawn("prefect-worker", [bin_path("prefect"), "worker", "start", "--pool", POOL, "--type", "process"],
                     env=worker_env)
         # the worker creates its process work pool when it first starts
-        wait_until(lambda: answers_http(f"{prefect_url}/work_pools/{POOL}/workers/filter", method="POST"), 120,
+        auth = credentials.basic_auth(self.creds.auth_string)
+        wait_until(lambda: answers_http(f"{prefect_url}/work_pools/{POOL}/workers/filter", "POST", auth), 120,
                    "Prefect worker and its work pool", self.logs / "prefect-worker.log")
-        wait_until(lambda: _ray_nodes(f"{LOOPBACK}:{ports['ray']}", self.env) >= 2, 90, "Ray worker node",
-                   self.logs / "ray-worker.log")
-        wait_until(lambda: _dask_workers(f"tcp://{LOOPBACK}:{ports['dask']}") >= 2, 60, "Dask workers",
-                   self.logs / "dask-workers.log")
+        wait_until(lambda: ray_nodes(ray_address, self.env) >= 2, 90, "Ray worker node", self.logs / "ray-worker.log")
+        sec = security(self.creds.tls_dir)
+        wait_until(lambda: dask_workers(dask_address, sec) >= 2, 60, "Dask workers", self.logs / "dask-workers.log")
 
     # ------------------------------------------------------------ down
     def down(self, log=print) -> list[str]:
@@ -236,6 +250,7 @@ class LocalCluster:
         except SettingsError:
             _warn(f"warning: {profile_path()} was not a readable cluster profile; removed it")
         remove_profile()
+        credentials.revoke(self.root)
         shutil.rmtree(self.root / "prefect" / "storage", ignore_errors=True)
         log(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
         return stopped
@@ -261,20 +276,3 @@ class LocalCluster:
 def _warn(message: str) -> None:
     print(message, file=sys.stderr)
 
-
-def _ray_nodes(address: str, env: dict) -> int:
-    """Alive nodes, from `ray status` (the state API needs the dashboard, which stays off)."""
-    status = subprocess.run([bin_path("ray"), "status", "--address", address], capture_output=True, text=True,
-                            env=env, timeout=60)
-    active = status.stdout.split("Active:", 1)[-1].split("Pending:", 1)[0] if "Active:" in status.stdout else ""
-    return active.count("node_")
-
-
-def _dask_workers(address: str) -> int:
-    from distributed import Client
-
-    try:
-        with Client(address, timeout=5) as c:
-            return len(c.scheduler_info()["workers"])
-    except OSError:
-        return 0

@@ -58,11 +58,12 @@ def answers_tcp(port: int, host: str = LOOPBACK) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def answers_http(url: str, method: str = "GET") -> bool:
+def answers_http(url: str, method: str = "GET", headers: dict | None = None) -> bool:
     """True when the URL answers 200; a POST sends an empty JSON body (Prefect's filter endpoints)."""
     try:
         data = b"{}" if method == "POST" else None
-        req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json", **(headers or {})})
         with urllib.request.urlopen(req, timeout=2) as r:  # noqa: S310 - our own loopback server
             if method == "POST":
                 return r.status == 200 and json.loads(r.read() or b"[]") != []
@@ -102,3 +103,21 @@ def alive(pid: int, started: float) -> bool:
         return abs(p.create_time() - started) < 2 and p.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def ray_nodes(address: str, env: dict) -> int:
+    """Alive nodes, from `ray status` (the state API needs the dashboard, which stays off)."""
+    status = subprocess.run([bin_path("ray"), "status", "--address", address], capture_output=True, text=True,
+                            env=env, timeout=60)
+    active = status.stdout.split("Active:", 1)[-1].split("Pending:", 1)[0] if "Active:" in status.stdout else ""
+    return active.count("node_")
+
+
+def dask_workers(address: str, security=None) -> int:
+    from distributed import Client
+
+    try:
+        with Client(address, timeout=5, security=security) as c:
+            return len(c.scheduler_info()["workers"])
+    except OSError:
+        return 0

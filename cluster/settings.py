@@ -11,7 +11,7 @@ import json
 import os
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ENV = {
@@ -19,7 +19,15 @@ ENV = {
     "dask_address": "CONDUCTOR_DASK_ADDRESS",
     "prefect_api_url": "PREFECT_API_URL",
     "optuna_storage": "CONDUCTOR_OPTUNA_STORAGE",
+    # what a client shows to be let in: Prefect's auth string, the folder of the Dask TLS files, Ray's token file
+    "prefect_api_auth_string": "PREFECT_API_AUTH_STRING",
+    "dask_tls": "CONDUCTOR_DASK_TLS",
+    "ray_auth_token_path": "RAY_AUTH_TOKEN_PATH",
 }
+# each credential belongs to one address: a profile's credential is never sent to another service
+CREDENTIAL_OF = {"prefect_api_auth_string": "prefect_api_url", "dask_tls": "dask_address",
+                 "ray_auth_token_path": "ray_address"}
+ALWAYS_SECRET = {"prefect_api_auth_string"}  # masked in profile.json whatever it looks like
 
 
 class SettingsError(ValueError):
@@ -48,6 +56,9 @@ class Settings:
     dask_address: str | None = None
     prefect_api_url: str | None = None
     optuna_storage: str | None = None
+    prefect_api_auth_string: str | None = field(default=None, repr=False)
+    dask_tls: str | None = None
+    ray_auth_token_path: str | None = None
 
     def default_storage(self) -> str:
         return self.optuna_storage or f"sqlite:///{self.home / 'optuna.db'}"
@@ -60,10 +71,25 @@ def load_settings() -> Settings:
     if prof:
         values.update({k: prof.get(k) for k in ENV})
         values.update(_read_secrets([k for k in prof.get("secret_keys", []) if not os.environ.get(ENV[k])]))
+    for cred, addr in CREDENTIAL_OF.items():  # the environment points elsewhere: the profile's key stays home
+        if os.environ.get(ENV[addr]) not in (None, "", values.get(addr)):
+            values[cred] = None
     for key, var in ENV.items():
         if os.environ.get(var):
             values[key] = os.environ[var]
     return Settings(home=home(), **values)
+
+
+def client_env(settings: Settings | None = None) -> dict[str, str]:
+    """The variables Prefect and Ray read their cluster credentials from, for a process about to import them:
+    the auth string of the cluster's Prefect API and the file of its Ray token ({} with no cluster)."""
+    try:
+        settings = settings or load_settings()
+    except SettingsError:
+        return {}  # a corrupt profile: the command says so itself
+    pairs = (("PREFECT_API_AUTH_STRING", settings.prefect_api_auth_string),
+             ("RAY_AUTH_TOKEN_PATH", settings.ray_auth_token_path))
+    return {var: value for var, value in pairs if value}
 
 
 def _corrupt(path: Path, why: str) -> SettingsError:
@@ -108,7 +134,8 @@ def _read_secrets(keys: list[str]) -> dict[str, str]:
 def save_profile(profile: dict) -> dict:
     """Write profile.json with every URL masked and, where masking hid a credential, the real value to
     secrets.json; both 0600. Returns the masked profile: the only one to print."""
-    masked = {k: redact_url(v) if isinstance(v, str) else v for k, v in profile.items()}
+    masked = {k: ("***" if k in ALWAYS_SECRET else redact_url(v)) if isinstance(v, str) else v
+              for k, v in profile.items()}
     hidden = {k: v for k, v in profile.items() if k in ENV and masked[k] != v}
     if hidden:  # secrets first: a reader never finds a profile naming secrets that are not there yet
         write_private(secrets_path(), json.dumps(hidden))
@@ -138,8 +165,10 @@ def write_private(path: Path, text: str) -> None:
         raise
 
 
-# credentials a URL may carry in its query: password=, pwd=, token=, api_key=, access_token=, client_secret=, ...
-_SECRET_PARAM = re.compile(r"(?i)((?:^|[?&;])[\w.-]*?(?:password|passwd|pwd|token|secret|api[_-]?key)=)[^&;#\s]*")
+# credentials a URL may carry in its query: password=, pwd=, token=, api_key=, access_token=, client_secret=,
+# and a signed URL's signature and credential: X-Amz-Signature=, X-Amz-Credential=, X-Goog-Signature=, sig= (SAS), ...
+_SECRET_PARAM = re.compile(r"(?i)((?:^|[?&;])[\w.-]*?(?:password|passwd|pwd|token|secret|api[_-]?key|signature|sig"
+                           r"|credential)=)[^&;#\s]*")
 # user:password@ (or :password@) after the scheme; greedy to the last '@', so a password holding '@', '/'
 # or '?' is masked whole (at worst a little too much is masked, never too little)
 _USERINFO = re.compile(r"(://[^:/?#@\s]*:)\S*@")

@@ -42,25 +42,35 @@ def predict(
 @user_errors
 def dashboard(
     storage: Annotated[str | None, typer.Option("--storage", help="Optuna storage URL; default CONDUCTOR_OPTUNA_STORAGE or sqlite:///runs/optuna.db")] = None,
-    host: Annotated[str, typer.Option("--host", help="address to bind; the dashboard has no login, so keep it on loopback")] = "127.0.0.1",
+    host: Annotated[str, typer.Option("--host", help="address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="port to serve on")] = 8080,
+    no_auth: Annotated[bool, typer.Option("--no-auth", help="no token (loopback only): every user of this machine can use it")] = False,
 ):
-    """Serve optuna-dashboard on the sweep storage: live learning curves, importances, every trial."""
+    """Serve optuna-dashboard on the sweep storage: live learning curves, importances, every trial.
+    Open the printed URL: its ?token= logs the browser in (a cookie); without it every request gets 403."""
+    from cluster.gate import TokenGate, is_loopback, serve
     from cluster.settings import load_settings, redact_url
+    from tasks.errors import UserError
     from tasks.sweep import make_storage
 
     if storage:
         os.environ["CONDUCTOR_OPTUNA_STORAGE"] = storage
     url = load_settings().default_storage()
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
-        from tasks.errors import UserError
-
         raise UserError(f"--storage: {url!r} does not exist yet; run `conductor sweep SPEC` first or pass --storage")
-    backend = make_storage(url, heartbeat=False)
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: optuna-dashboard has no authentication and will answer anyone who reaches {host}:{port}",
-              file=sys.stderr)
-    print(f"optuna-dashboard on {redact_url(url)}: http://{host}:{port}/dashboard  (Ctrl-C stops it)", flush=True)
+    if no_auth and not is_loopback(host):
+        raise UserError(f"--no-auth: only with a loopback --host (127.0.0.1), not {host!r}")
     import optuna_dashboard
 
-    optuna_dashboard.run_server(backend, host=host, port=port)
+    app = optuna_dashboard.wsgi(make_storage(url, heartbeat=False))
+    server = serve(app if no_auth else (gate := TokenGate(app)), host, port)
+    where = f"http://{host}:{server.server_port}/dashboard"
+    if no_auth:
+        print("warning: --no-auth: no token; every user of this machine who reaches "
+              f"{host}:{server.server_port} can read and change the studies", file=sys.stderr)
+    print(f"optuna-dashboard on {redact_url(url)}: {where if no_auth else f'{where}?token={gate.token}'}"
+          "  (Ctrl-C stops it)", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()

@@ -2,9 +2,12 @@
 cluster down, with Prefect's and Optuna's databases on PostgreSQL."""
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
+import urllib.error
+import urllib.request
 import uuid
 
 import optuna
@@ -95,6 +98,169 @@ def check_sweep(summary: dict, study: optuna.Study) -> None:
     assert "optimization history" in (run_dir / "report.html").read_text()
 
 
+# ---------------------------------------------------------------- no open door: every listening socket refuses
+
+RAY_METHODS = ("/ray.rpc.NodeInfoGcsService/GetAllNodeInfo", "/ray.rpc.NodeManagerService/GetNodeStats",
+               "/ray.rpc.ObjectManagerService/Pull", "/ray.rpc.CoreWorkerService/GetCoreWorkerStats",
+               "/ray.rpc.ReporterService/GetTraceback", "/ray.rpc.LogService/ListLogs", "/ray.rpc.RayletDriver/ClusterInfo")
+
+
+def listening(home) -> list[tuple[str, str, str, int]]:
+    """(service, process@address, host to reach it at, port) of every TCP socket listening in the cluster's
+    processes and their children."""
+    found = {}
+    for s in json.loads((home / "cluster" / "pids.json").read_text()):
+        try:
+            root = psutil.Process(s["pid"])
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            continue
+        for p in procs:
+            try:
+                for c in p.net_connections(kind="tcp"):
+                    if c.status == psutil.CONN_LISTEN:
+                        found.setdefault(c.laddr.port, (s["name"], p.name(), c.laddr.ip))
+            except psutil.Error:
+                continue
+    def reach(ip: str) -> str:  # a wildcard is reached on loopback, an IPv4-mapped IPv6 address as IPv4
+        return "127.0.0.1" if ip in ("0.0.0.0", "::") else ip.removeprefix("::ffff:")
+
+    return [(svc, f"{name}@{ip}", reach(ip), port) for port, (svc, name, ip) in sorted(found.items())]
+
+
+def http_get(host: str, port: int, path: str = "/", headers=None) -> tuple[int, str] | None:
+    """(status, body start) when the port speaks HTTP/1.1, None when it does not (gRPC, TLS)."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(f"http://{host}:{port}{path}", headers=headers or {}),
+                                    timeout=3) as r:
+            return r.status, r.read(200).decode(errors="replace")
+    except urllib.error.HTTPError as e:
+        return e.code, ""
+    except (OSError, ValueError, http.client.HTTPException):
+        return None
+
+
+def grpc_codes(host: str, port: int) -> set[str]:
+    """What Ray's gRPC services answer a call that carries no token."""
+    import grpc
+
+    codes = set()
+    with grpc.insecure_channel(f"{host}:{port}") as ch:
+        for method in RAY_METHODS:
+            try:
+                ch.unary_unary(method)(b"", timeout=5)
+                codes.add("OK")
+            except grpc.RpcError as e:
+                codes.add(e.code().name)
+    return codes
+
+
+def dask_refuses(port: int, tls_dir) -> str:
+    """A plain TCP dask comm and a TLS one without the client certificate both fail; the certificate gets in."""
+    import asyncio
+    import ssl
+
+    from distributed.comm import connect
+
+    from cluster.tls import security
+
+    async def identity(address, **kwargs):
+        comm = await connect(address, timeout=3, **kwargs)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await asyncio.wait_for(comm.read(), 3)
+        finally:
+            comm.abort()
+
+    async def attempt(address, **kwargs):
+        try:
+            return await asyncio.wait_for(identity(address, **kwargs), 8)
+        except Exception as e:  # noqa: BLE001 - any failure is a refusal
+            return e
+
+    no_cert = ssl.create_default_context(cafile=str(tls_dir / "ca.pem"))
+    no_cert.check_hostname = False
+
+    async def main():
+        plain = await attempt(f"tcp://127.0.0.1:{port}")
+        bare = await attempt(f"tls://127.0.0.1:{port}", ssl_context=no_cert)
+        good = await attempt(f"tls://127.0.0.1:{port}", **security(tls_dir).get_connection_args("client"))
+        assert isinstance(plain, Exception) and isinstance(bare, Exception), (port, plain, bare)
+        assert isinstance(good, dict), (port, good)
+        return good["type"]
+
+    return asyncio.run(main())
+
+
+def check_no_open_door(home, profile: dict) -> list[str]:
+    """Every listening socket of the cluster refuses a client without the credential; returns what was found."""
+    from cluster.credentials import basic_auth
+
+    auth = json.loads((home / "cluster" / "secrets.json").read_text())["prefect_api_auth_string"]
+    prefect_port = int(profile["prefect_api_url"].removesuffix("/api").rsplit(":", 1)[1])
+    report = []
+    for service, proc, host, port in listening(home):
+        http = http_get(host, port)
+        if service == "prefect-server":
+            assert port == prefect_port, (service, proc, port)
+            bare = urllib.request.Request(f"http://127.0.0.1:{port}/api/flows/filter", data=b"{}", method="POST",
+                                          headers={"Content-Type": "application/json"})
+            try:
+                urllib.request.urlopen(bare, timeout=5)
+                raise AssertionError("Prefect API answered without the auth string")
+            except urllib.error.HTTPError as e:
+                assert e.code == 401, e.code
+            bare.headers.update(basic_auth(auth))
+            assert urllib.request.urlopen(bare, timeout=5).status == 200
+            how = "HTTP 401 without the auth string (200 with it)"
+        elif service.startswith("dask"):
+            if http is not None:  # the HTTP server Dask starts anyway: no routes
+                assert all(http_get(host, port, p)[0] == 404 for p in ("/", "/info/main/workers.html", "/health",
+                                                                 "/metrics", "/json/counts.json")), (proc, port)
+                how = "HTTP with no routes: 404 for every path"
+            else:
+                how = f"{dask_refuses(port, home / 'cluster' / 'tls')}: plain TCP and TLS without the cert fail"
+        elif service.startswith("ray"):
+            if http is not None and http[0] == 200 and "# HELP" in http[1] + (http_get(host, port, "/metrics") or (0, ""))[1]:
+                how = "EXCEPTION Prometheus metrics (numbers only, read-only)"
+            elif http is not None:
+                assert http[0] in (401, 403), (proc, port, http)
+                how = f"HTTP {http[0]} without the token"
+            else:
+                codes = grpc_codes(host, port)
+                assert "UNAUTHENTICATED" in codes and "OK" not in codes, (proc, port, codes)
+                how = f"gRPC {'/'.join(sorted(codes))} without the token"
+        else:
+            raise AssertionError(f"{service} ({proc}) listens on {port}: nothing of it should")
+        report.append(f"{service:15} {proc:40} {port:6}  {how}")
+    assert {r.split()[0] for r in report} >= {"prefect-server", "dask-scheduler", "dask-workers", "ray-head",
+                                              "ray-worker"}, report
+    return report
+
+
+def check_secrets_stay_secret(home, profile: dict, outputs) -> None:
+    """The auth string and the Ray token: in 0600 files only, never in the profile, a log, a command's
+    output, or anything the Prefect API holds about the flow runs (parameters, job variables)."""
+    from cluster.credentials import basic_auth
+
+    cluster = home / "cluster"
+    auth = json.loads((cluster / "secrets.json").read_text())["prefect_api_auth_string"]
+    token = (cluster / "ray_auth_token").read_text().strip()
+    for f in ("secrets.json", "ray_auth_token", "profile.json", "tls/key.pem", "tls/cert.pem", "tls/ca.pem"):
+        assert (cluster / f).stat().st_mode & 0o077 == 0, f
+    assert auth not in (cluster / "profile.json").read_text()
+    for log in (cluster / "logs").glob("*.log"):
+        text = log.read_text(errors="ignore")
+        assert auth not in text and token not in text, log
+    for out in outputs:
+        assert auth not in out.stdout + out.stderr and token not in out.stdout + out.stderr
+    req = urllib.request.Request(f"{profile['prefect_api_url']}/flow_runs/filter", data=b"{}", method="POST",
+                                 headers={"Content-Type": "application/json", **basic_auth(auth)})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        runs = r.read().decode()
+    assert '"parameters"' in runs and auth not in runs and token not in runs
+
+
 def test_cluster_up_submit_sweep_down(tmp_path, postgres_db):
     home = tmp_path / "runs"
     name = f"cluster-{uuid.uuid4().hex[:6]}"
@@ -115,7 +281,7 @@ def test_cluster_up_submit_sweep_down(tmp_path, postgres_db):
         assert up.returncode == 0, up.stderr[-3000:]
         profile = last_json(up)
         assert profile["prefect_api_url"].startswith("http://127.0.0.1:")
-        assert profile["dask_address"].startswith("tcp://127.0.0.1:")
+        assert profile["dask_address"].startswith("tls://127.0.0.1:") and profile["prefect_api_auth_string"] == "***"
         assert json.loads((home / "cluster" / "profile.json").read_text())["ray_address"] == profile["ray_address"]
         pids = sorted(s["pid"] for s in json.loads((home / "cluster" / "pids.json").read_text()))
 
@@ -161,6 +327,10 @@ def test_cluster_up_submit_sweep_down(tmp_path, postgres_db):
 
         bad = run_cli("submit", spec, "--set", "train.lr=-1", env=env, timeout=120)
         assert bad.returncode == 2 and bad.stderr.startswith("error: ")
+
+        # no open door: after the runs (Ray workers and actors listening too), every socket refuses a stranger
+        print("\n".join(check_no_open_door(home, profile)))
+        check_secrets_stay_secret(home, profile, [up, run, sweep, direct])
     finally:
         down = run_cli("cluster", "down", env=env, timeout=180)
         for study_name in (name, f"{name}-direct"):
@@ -176,3 +346,5 @@ def test_cluster_up_submit_sweep_down(tmp_path, postgres_db):
             port = int(profile[key].removesuffix("/api").rsplit(":", 1)[1])
             assert port_free(port), key
     assert not (home / "cluster" / "profile.json").exists()
+    for left in ("secrets.json", "tls", "ray_auth_token"):  # every credential is gone
+        assert not (home / "cluster" / left).exists(), left

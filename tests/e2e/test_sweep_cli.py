@@ -130,6 +130,16 @@ def test_dashboard_shows_the_study_in_a_browser(tmp_path):
                 return s.connect_ex(("127.0.0.1", port)) == 0
 
         wait_for(up, 60, "optuna-dashboard to listen", server)
+        token = ""
+        while not token and (line := server.stdout.readline()):
+            token = line.split("?token=", 1)[1].split()[0] if "?token=" in line else ""
+        assert token, "the dashboard printed no ?token= URL"
+        import urllib.error
+        import urllib.request
+
+        with pytest.raises(urllib.error.HTTPError) as refused:  # no login of its own: the token gate answers
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/dashboard", timeout=10)
+        assert refused.value.code == 403
         listeners = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True).stdout
         local = [line.split()[3] for line in listeners.splitlines()]
         assert local and all(a.startswith("127.0.0.1:") for a in local), listeners  # loopback only
@@ -140,7 +150,7 @@ def test_dashboard_shows_the_study_in_a_browser(tmp_path):
             dom = subprocess.run(
                 [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'chrome'}",
-                 "--virtual-time-budget=15000", "--dump-dom", f"http://127.0.0.1:{port}{path}"],
+                 "--virtual-time-budget=15000", "--dump-dom", f"http://127.0.0.1:{port}{path}?token={token}"],
                 capture_output=True, text=True, timeout=120).stdout
             text = re.sub(r"<style.*?</style>|<script.*?</script>", " ", dom, flags=re.S)
             return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", text))

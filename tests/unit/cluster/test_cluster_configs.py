@@ -278,7 +278,7 @@ def test_addresses_match_the_services_the_configs_create():
     ray_name = load("kuberay-raycluster.yaml")["metadata"]["name"]
     dask_name = load("dask-kubernetes.yaml")["metadata"]["name"]
     assert env["CONDUCTOR_RAY_ADDRESS"] == f"{ray_name}-head-svc.{ns}.svc.cluster.local:6379"
-    assert env["CONDUCTOR_DASK_ADDRESS"] == f"tcp://{dask_name}-scheduler.{ns}.svc.cluster.local:8786"
+    assert env["CONDUCTOR_DASK_ADDRESS"] == f"tls://{dask_name}-scheduler.{ns}.svc.cluster.local:8786"  # mutual TLS
     dask_env = env_of(load("dask-kubernetes.yaml")["spec"]["worker"]["spec"]["containers"][0])
     assert dask_env["PREFECT_API_URL"]["value"] == env["PREFECT_API_URL"]
 
