@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from .settings import ENV, Settings, SettingsError, profile_path
 
+IN_PROCESS = ("inproc://", "local://")  # a scheduler inside this very process: nothing to connect to
 DEFAULT_PORTS = {"prefect_api_url": 4200, "dask_address": 8786, "ray_address": 6379}
 
 
@@ -18,7 +19,7 @@ def probe(settings: Settings, timeout: float = 2.0) -> None:
         address = getattr(settings, key)
         if key == "prefect_api_url":
             address = os.environ.get("PREFECT_API_URL") or address
-        if not address or address == "auto":
+        if not address or address == "auto" or address.startswith(IN_PROCESS):
             continue
         where = _origin(key)
         host, port = host_port(address, default_port, where)

@@ -55,8 +55,13 @@ def preprocess_task(data: dict, home: str) -> Prepared:
 
 
 def publish_summary(summary: dict) -> None:
-    """The run's summary as a Prefect artifact: readable in the UI, and by `conductor submit --wait`."""
+    """The run's summary as a Prefect artifact: readable in the UI, and by `conductor submit --wait`. Every URL
+    in it is masked and no value under a secret-looking key is shown (tasks.tracking.redact)."""
     from prefect.artifacts import create_markdown_artifact
+
+    from tasks.tracking import redact
+
+    summary = redact(json.loads(json.dumps(summary, default=str)))
 
     metrics = "\n".join(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
                          for k, v in (summary.get("metrics") or {}).items())

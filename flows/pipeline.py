@@ -18,6 +18,7 @@ from cluster.settings import load_settings  # noqa: E402
 from flows.common import preprocess_task, publish_summary  # noqa: E402
 from tasks import tracking  # noqa: E402
 from tasks.data import Prepared  # noqa: E402
+from tasks.data.sources import hide_source  # noqa: E402
 from tasks.errors import UserError  # noqa: E402
 from tasks.progress import Follower, format_row  # noqa: E402
 from tasks.runs import new_run, new_run_id, register  # noqa: E402
@@ -77,6 +78,7 @@ def pipeline(spec: dict, run_id: str | None = None) -> dict:
 
 
 def run_pipeline(spec: Spec, run_id: str | None = None) -> dict:
-    """Call the flow with a DaskTaskRunner on the configured (or an embedded) Dask cluster."""
+    """Call the flow with a DaskTaskRunner on the configured (or an embedded) Dask cluster. A credential in
+    data.source stays in this process's environment: the flow's parameter holds the source masked."""
     runner = DaskTaskRunner(**dask_runner_kwargs(load_settings()))
-    return pipeline.with_options(task_runner=runner)(spec=spec.model_dump(mode="json"), run_id=run_id)
+    return pipeline.with_options(task_runner=runner)(spec=hide_source(spec).model_dump(mode="json"), run_id=run_id)

@@ -1,7 +1,8 @@
 """`conductor submit`: a Prefect deployment of the flow in the cluster's work pool, and one flow run of it.
 
 The spec travels as the run's validated parameter; the Optuna storage URL and any key stay in the
-worker's environment (never a Prefect parameter).
+worker's environment (never a Prefect parameter). So does a credential of data.source: a source that
+carries one (user:pw@, token=, a signature) is refused here, not handed to the worker in the spec.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ quiet_env()
 from prefect.client.orchestration import get_client  # noqa: E402
 from prefect.deployments import run_deployment  # noqa: E402
 
+from tasks.data.sources import refuse_credentials  # noqa: E402
 from tasks.errors import UserError  # noqa: E402
 from tasks.spec import Spec  # noqa: E402
 
@@ -45,6 +47,7 @@ def deploy(kind: str, pool: str) -> str:
 def submit(spec: Spec, kind: str, profile: dict, wait: bool, log=print, poll_s: float = 2.0) -> dict:
     if kind not in FLOWS:
         raise UserError(f"--flow: {kind!r} is not a flow; choose from {sorted(FLOWS)}")
+    refuse_credentials(spec.data.source)
     if kind == "sweep":
         from tasks.sweep import check_space
 

@@ -17,6 +17,7 @@ from cluster.settings import load_settings, redact_url  # noqa: E402
 from flows.common import preprocess_task, publish_summary  # noqa: E402
 from tasks import tracking  # noqa: E402
 from tasks.data import Prepared  # noqa: E402
+from tasks.data.sources import hide_source  # noqa: E402
 from tasks.errors import UserError  # noqa: E402
 from tasks.spec import Spec, validate  # noqa: E402
 from tasks.sweep import check_space, existing_trials  # noqa: E402
@@ -86,5 +87,5 @@ def sweep_flow(spec: dict, study: str | None = None, trials: int | None = None, 
 
 def run_sweep(spec: Spec, study: str | None, trials: int | None, parallel: int | None, resume: bool) -> dict:
     runner = DaskTaskRunner(**dask_runner_kwargs(load_settings()))
-    return sweep_flow.with_options(task_runner=runner)(spec=spec.model_dump(mode="json"), study=study,
+    return sweep_flow.with_options(task_runner=runner)(spec=hide_source(spec).model_dump(mode="json"), study=study,
                                                        trials=trials, parallel=parallel, resume=resume)

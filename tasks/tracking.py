@@ -10,12 +10,14 @@ SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential)"
 
 
 def redact(obj):
-    """Drop values whose key looks like a secret, at any depth."""
+    """Drop values whose key looks like a secret, and mask a URL's credential (user:pw@, token=), at any depth."""
+    from cluster.settings import redact_url
+
     if isinstance(obj, dict):
         return {k: ("<redacted>" if SECRET_KEY.search(str(k)) else redact(v)) for k, v in obj.items()}
-    if isinstance(obj, list):
+    if isinstance(obj, list | tuple):
         return [redact(v) for v in obj]
-    return obj
+    return redact_url(obj) if isinstance(obj, str) else obj
 
 
 def logged_in() -> bool:
@@ -37,8 +39,9 @@ def resolve_mode(spec_mode: str, warn=lambda msg: print(msg, file=sys.stderr)) -
 
 
 def start(project: str, mode: str, home: Path, name: str, group: str, config: dict, job_type: str = "train",
-          entity: str | None = None, tags: list[str] | None = None):
-    """Open a run whose files land in home/wandb/; returns the run (or None when disabled)."""
+          entity: str | None = None, tags: list[str] | None = None, run_id: str | None = None):
+    """Open a run whose files land in home/wandb/; returns the run (or None when disabled). With
+    `run_id`, the run of that id is continued (`resume="allow"`): a restarted Ray Train worker's."""
     if mode == "disabled":
         return None
     import wandb
@@ -50,7 +53,7 @@ def start(project: str, mode: str, home: Path, name: str, group: str, config: di
     (home / "wandb").mkdir(parents=True, exist_ok=True)
     return wandb.init(
         project=project, entity=entity, mode=mode, dir=str(home), name=name, group=group, job_type=job_type,
-        config=redact(config), tags=tags, reinit="create_new",
+        config=redact(config), tags=tags, reinit="create_new", id=run_id, resume="allow" if run_id else None,
         settings=wandb.Settings(console="off", x_disable_stats=True, x_disable_meta=True),
     )
 

@@ -88,6 +88,9 @@ def submit(
     from tasks.spec_file import load_spec
 
     spec_obj = load_spec(spec, set_ or [])
+    from tasks.data.sources import refuse_credentials
+
+    refuse_credentials(spec_obj.data.source)  # before the data is read with it
     if flow == "sweep":
         from tasks.sweep import check_space
 

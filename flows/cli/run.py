@@ -24,9 +24,24 @@ def start_engines(then=None):
 def probe_services(settings=None) -> None:
     """An unreachable Prefect API, Dask scheduler or Ray head fails here in a second, naming its variable."""
     from cluster.probe import probe
-    from cluster.settings import load_settings
+    from cluster.settings import home, load_settings
 
+    writable_home(settings.home if settings else home())
     probe(settings or load_settings())
+
+
+def writable_home(home: Path) -> None:
+    """CONDUCTOR_HOME must take files before anything starts (not after training, when the run registers)."""
+    import tempfile
+
+    from tasks.errors import UserError
+
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=home).close()
+    except OSError as e:
+        raise UserError(f"CONDUCTOR_HOME: cannot write under {home} ({e.strerror or type(e).__name__}); "
+                        "point it at a writable directory") from None
 
 
 def open_storage(url: str, key: str) -> None:
@@ -72,9 +87,10 @@ def run(
 ):
     """Run the pipeline: preprocess (Dask) → train (Ray Train) → evaluate → register a run directory."""
     t0 = time.perf_counter()
+    from tasks.data.sources import hide_source
     from tasks.spec_file import load_spec
 
-    spec_obj = load_spec(spec, set_ or [])
+    spec_obj = hide_source(load_spec(spec, set_ or []))  # a credential of data.source: environment only
     from tasks.data import check_source
 
     check_source(spec_obj.data)  # a missing file or column fails here, before any engine starts
@@ -108,12 +124,13 @@ def sweep(
 ):
     """Hyperparameter sweep: Optuna trials on warm Ray workers (Ray Train runs for multi-worker trials), pruning, crash-safe resume."""
     t0 = time.perf_counter()
+    from tasks.data.sources import hide_source
     from tasks.errors import UserError
     from tasks.names import check_name
     from tasks.spec_file import load_spec
     from tasks.sweep import check_space
 
-    spec_obj = load_spec(spec, set_ or [])
+    spec_obj = hide_source(load_spec(spec, set_ or []))  # a credential of data.source: environment only
     check_space(spec_obj)
     if trials is not None and trials < 1 or parallel is not None and parallel < 1:
         raise UserError("--trials and --parallel must be at least 1")
@@ -130,8 +147,8 @@ def sweep(
     from tasks.sweep.storage import spec_changes
     from tasks.tracking import resolve_mode
 
+    probe_services()
     settings = load_settings()
-    probe_services(settings)
     clean_leftovers()
     url = settings.default_storage()
     open_storage(url, "--storage" if storage else "CONDUCTOR_OPTUNA_STORAGE" if settings.optuna_storage else "")

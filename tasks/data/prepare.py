@@ -143,7 +143,8 @@ def check_source(data: Data) -> None:
     if source_bytes(data) <= LOCAL_PASS_BYTES:
         import dask
 
-        with read_errors(data.source, dtypes), dask.config.set(scheduler="sync"):
+        # sync and task shuffles: no distributed client, even when an earlier flow left one as the default
+        with read_errors(data.source, dtypes), dask.config.set({"scheduler": "sync", "dataframe.shuffle.method": "tasks"}):
             check_rows(ddf, features, data)
             if data.task == "forecasting" and data.time_column:  # dates that do not parse, or read two ways
                 time_key(ddf[data.time_column].compute(), data.time_column, data.time_format,

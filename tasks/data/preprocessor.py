@@ -97,7 +97,12 @@ class Preprocessor:
         return cls(**{k: v for k, v in raw.items() if k in known})
 
     def save(self, directory: Path) -> None:
-        (Path(directory) / "preprocessor.json").write_text(json.dumps(self.to_dict(), indent=1))
+        """preprocessor.json; the source as shown, never with a credential of its URL."""
+        from cluster.settings import redact_url
+
+        raw = self.to_dict()
+        raw["source"] = redact_url(raw.get("source", ""))
+        (Path(directory) / "preprocessor.json").write_text(json.dumps(raw, indent=1))
 
     @classmethod
     def load(cls, directory: Path) -> Preprocessor:

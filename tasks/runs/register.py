@@ -10,6 +10,8 @@ from pathlib import Path
 
 import yaml
 
+from cluster.settings import redact_url
+
 from ..data import Preprocessor
 from ..finite import dumps as finite_json
 from ..spec import Spec
@@ -30,6 +32,13 @@ def new_run(home: Path, name: str, run_id: str):
         yield stage
 
 
+def masked(spec: Spec) -> Spec:
+    """`spec` with data.source as it may be shown: any credential of its URL masked."""
+    shown = redact_url(spec.data.source)
+    return spec if shown == spec.data.source else spec.model_copy(
+        update={"data": spec.data.model_copy(update={"source": shown})})
+
+
 def final_metrics(eval_metrics: dict, history: list[dict], best_epoch: int, stopped: str) -> dict:
     best = next((r for r in history if r["epoch"] == best_epoch), history[-1] if history else {})
     keep = {k: v for k, v in best.items() if k.startswith(("train/", "val/"))}
@@ -42,7 +51,7 @@ def register(stage: Path, spec: Spec, prep: Preprocessor, progress: dict, eval_m
     weights and evaluation files already in `stage`; returns the metrics."""
     from models import build_model, describe
 
-    stage = Path(stage)
+    stage, spec = Path(stage), masked(spec)  # spec.yaml and report.html name the source without its credential
     model = build_model(spec.model.name, prep.input_shape, prep.output_dim, prep.task, spec.model.params)
     meta = describe(model, spec.model.name) | {"features": prep.features, "target": prep.target}
     history = progress["history"]

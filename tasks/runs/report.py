@@ -6,6 +6,8 @@ from pathlib import Path
 
 import yaml
 
+from cluster.settings import redact_url
+
 from ..spec import Spec
 
 
@@ -30,13 +32,15 @@ def figures(paths: list[str]) -> str:
 def report_html(spec: Spec, metrics: dict, history: list[dict], evald: dict, extra: dict) -> str:
     importance = evald.get("importance") or {}
     imp = table([{"column": k, "drop in test metric": v} for k, v in importance.items()]) if importance else ""
-    spec_yaml = html.escape(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+    shown = spec.model_dump(mode="json")
+    shown["data"]["source"] = source = redact_url(spec.data.source)  # never a credential of its URL
+    spec_yaml = html.escape(yaml.safe_dump(shown, sort_keys=False))
     extra_html = "".join(f"<h2>{html.escape(k)}</h2>{v}" for k, v in extra.items())
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(spec.name)}: report</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse;margin:.5em 0}}
 td,th{{border:1px solid #ccc;padding:.25em .6em;text-align:right}}th{{background:#f3f3f3}}
 figure{{display:inline-block;margin:.5em}}img{{max-width:520px}}pre{{background:#f7f7f7;padding:1em}}</style></head>
-<body><h1>{html.escape(spec.name)}</h1><p>model <b>{html.escape(spec.model.name)}</b> on <code>{html.escape(spec.data.source)}</code>, task {spec.data.task}</p>
+<body><h1>{html.escape(spec.name)}</h1><p>model <b>{html.escape(spec.model.name)}</b> on <code>{html.escape(source)}</code>, task {spec.data.task}</p>
 <h2>metrics</h2>{table([dict(metrics)])}
 <h2>plots</h2>{figures(evald.get("plots", []))}
 {"<h2>permutation importance (test)</h2>" + imp if imp else ""}

@@ -215,6 +215,14 @@ def test_environment(case, command, tmp_path):
     assert_refused(invoke([command, tmp_path / "s.yaml"], tmp_path / "runs", env), expected, tmp_path / "runs")
 
 
+@pytest.mark.parametrize("command", ["run", "sweep"])
+def test_unwritable_home(command, tmp_path):
+    (tmp_path / "afile").write_text("")
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({**BASE, "sweep": SWEEP}))
+    home = tmp_path / "afile" / "runs"  # under a file: nothing can be created there
+    assert_refused(invoke([command, tmp_path / "s.yaml"], home), "cannot", home)
+
+
 STORAGE = {
     "not a URL": ("optuna.db", "--storage: cannot open Optuna storage 'optuna.db'"),
     "postgres refused": ("postgresql://127.0.0.1:9/test", "--storage: cannot open Optuna storage"),
