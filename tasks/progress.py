@@ -53,7 +53,8 @@ class Follower:
                     if not line.endswith("\n"):
                         break
                     self._pos = f.tell()
-                    text = self.render(json.loads(line))
+                    record = json.loads(line)
+                    text = f"note: {record['text']}" if record.get("kind") == "note" else self.render(record)
                     if text:
                         print(text, file=self.out, flush=True)
         except FileNotFoundError:

@@ -93,7 +93,7 @@ def train_loop(config: dict) -> None:
         with resumed.as_directory() as d:
             last, best, opt_state, progress = load_checkpoint(Path(d))
             model.load_state_dict(last)
-    reporter = EpochReporter(job, rank, model, cfg.epochs)
+    reporter = EpochReporter(job, rank, model, cfg.epochs, progress)
     try:
         progress, best = fit(
             net, model, lambda epoch: batches("train", max(1, cfg.batch_size // world), cfg.seed * 1000 + epoch),
@@ -163,7 +163,8 @@ def _collect(checkpoint, out_dir: Path, evaluate: bool, plan, seconds: float) ->
     out_dir.mkdir(parents=True, exist_ok=True)
     with checkpoint.as_directory() as d:
         shutil.copytree(d, out_dir, dirs_exist_ok=True)
-    evald = json.loads((out_dir / "eval.json").read_text()) if evaluate else {"metrics": {}}
+    evaluated = evaluate and (out_dir / "eval.json").exists()  # a diverged run is not evaluated
+    evald = json.loads((out_dir / "eval.json").read_text()) if evaluated else {"metrics": {}}
     wandb_file = out_dir / "wandb.json"
     wb = json.loads(wandb_file.read_text()) if wandb_file.exists() else {"mode": "disabled", "run_dir": None}
     return Trained(out_dir, evald["metrics"], read_progress(out_dir), wb, plan.workers, seconds, plan.note,

@@ -19,13 +19,21 @@ from .loop import Progress
 class EpochReporter:
     """Called by `fit` after every epoch on every worker; `ray.train.report` is a barrier, so all call it."""
 
-    def __init__(self, job: TrainJob, rank: int, model: torch.nn.Module, epochs: int):
+    def __init__(self, job: TrainJob, rank: int, model: torch.nn.Module, epochs: int, progress: Progress):
         self.job, self.rank, self.model, self.epochs = job, rank, model, epochs
         t = job.tracking
         self.run = None
         if rank == 0:
+            # a worker restarted from a checkpoint continues the W&B run it names (resume="allow")
             self.run = tracking.start(t.project, t.mode, Path(job.home), name=t.name, group=t.group,
-                                      config={**job.spec_json, **t.config_extra}, job_type=t.job_type, entity=t.entity)
+                                      config={**job.spec_json, **t.config_extra}, job_type=t.job_type, entity=t.entity,
+                                      run_id=progress.wandb_id or None)
+            if self.run is not None:
+                if progress.wandb_id and t.mode == "offline":
+                    progress_file.append(job.progress_path, {"kind": "note", "text": (
+                        f"W&B offline cannot continue run {progress.wandb_id} in place: the restarted worker logs "
+                        "to a second offline directory with the same run id and name; `wandb sync` uploads both")})
+                progress.wandb_id = self.run.id
         self.hook = job.hook.open(rank) if job.hook is not None else None
 
     def __call__(self, row: dict, progress: Progress, extra: dict, best: dict) -> bool:

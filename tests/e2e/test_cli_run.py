@@ -12,12 +12,50 @@ from conftest import ROOT, run_cli, tree, write_spec
 pytestmark = pytest.mark.e2e
 
 
+def kill_9_mid_training(home: Path) -> None:
+    """Chaos, one case (benchmarks/chaos.py loops it): `conductor run` and everything it started killed
+    with SIGKILL once training has begun."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    env = {**os.environ, "CONDUCTOR_HOME": str(home)}
+    env.pop("CONDUCTOR_DASK_ADDRESS", None)
+    proc = subprocess.Popen([sys.executable, "-m", "flows", "run", str(ROOT / "experiments" / "digits-cnn.yaml")],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, cwd=ROOT)
+    deadline = time.monotonic() + 300
+    for line in proc.stderr:
+        if " epoch " in line or time.monotonic() > deadline:
+            break
+    family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    for p in family:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    proc.wait()
+    assert list(home.rglob(".tmp-*")), "the killed run left nothing to clean: it was killed too early or too late"
+
+
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
     home = tmp_path_factory.mktemp("e2e") / "runs"
+    kill_9_mid_training(home)
     proc = run_cli("run", ROOT / "experiments" / "digits-cnn.yaml", "--json", env={"CONDUCTOR_HOME": str(home)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     return home, proc
+
+
+def test_the_run_after_a_killed_one_reuses_its_cache_and_cleans_its_leftovers(digits_run):
+    home, proc = digits_run
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["preprocess"]["cached"] is True
+    assert "removed" in proc.stderr and "leftover(s) of killed runs" in proc.stderr
+    assert not list(home.rglob(".tmp-*")) and not list((home / ".ray_storage").glob("[!.]*"))
+    assert [p.name for p in (home / "digits-cnn").iterdir()] == [Path(summary["run_dir"]).name]
 
 
 def test_digits_cnn_reaches_097(digits_run):

@@ -72,3 +72,15 @@ def test_user_error_in_the_flow_leaves_nothing(engines, home, smoke_spec):
     with pytest.raises(UserError, match="data.target: column 'churned' not found"):
         run_pipeline(bad)
     assert not (home / "no-such-target").exists()
+
+
+def test_a_diverging_run_stops_registers_nothing_and_names_train_lr(engines, home, smoke_spec):
+    from flows.pipeline import run_pipeline
+
+    spec = validate({**smoke_spec, "name": "diverges", "tracking": {"wandb": {"mode": "disabled"}},
+                     "train": {**smoke_spec["train"], "epochs": 20, "lr": 1e8, "optimizer": "sgd", "workers": 1}})
+    with pytest.raises(UserError, match=r"^train.lr: training diverged \(.* at epoch \d+\); lower train.lr") as err:
+        run_pipeline(spec)
+    epoch = int(str(err.value).split(" at epoch ")[1].split(")")[0])
+    assert epoch < 20  # stopped at the NaN epoch, not trained to the end
+    assert not (home / "diverges").exists() and not list((home / ".ray_storage").glob("diverges*"))
