@@ -158,3 +158,11 @@ def test_no_block_of_six_lines_stands_twice():
                 twice.append(f"{where} ~ {seen[block]}")
             seen.setdefault(block, where)
     assert twice == []
+
+
+def test_no_two_test_modules_share_a_name():
+    """Without __init__.py, pytest imports test modules by basename: two of one name stop the collection."""
+    names = defaultdict(list)
+    for p in (ROOT / "tests").rglob("test_*.py"):
+        names[p.name].append(str(p.relative_to(ROOT)))
+    assert {n: ps for n, ps in names.items() if len(ps) > 1} == {}
