@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import credentials
+from . import credentials, zombies
 from .processes import (
     LOOPBACK,
     Service,
@@ -199,13 +199,15 @@ class LocalCluster:
                                      "--nthreads", "1", *tls_flags(self.creds.tls_dir), "--no-dashboard",
                                      "--dashboard-address", f"{LOOPBACK}:0", "--memory-limit", "2GiB"],
                     env={**flow_env, **self.creds.dask_env()})
-        worker_env = {**flow_env, "PREFECT_WORKER_QUERY_SECONDS": "2", "PREFECT_WORKER_PREFETCH_SECONDS": "5"}
+        worker_env = {**flow_env, **zombies.heartbeat_env(), "PREFECT_WORKER_QUERY_SECONDS": "2",
+                      "PREFECT_WORKER_PREFETCH_SECONDS": "5"}
         self._spawn("prefect-worker", [bin_path("prefect"), "worker", "start", "--pool", POOL, "--type", "process"],
                     env=worker_env)
         # the worker creates its process work pool when it first starts
         auth = credentials.basic_auth(self.creds.auth_string)
         wait_until(lambda: answers_http(f"{prefect_url}/work_pools/{POOL}/workers/filter", "POST", auth), 120,
                    "Prefect worker and its work pool", self.logs / "prefect-worker.log")
+        zombies.install(prefect_url, auth)  # a flow run whose process dies is marked CRASHED, not left RUNNING
         wait_until(lambda: ray_nodes(ray_address, self.env) >= 2, 90, "Ray worker node", self.logs / "ray-worker.log")
         sec = security(self.creds.tls_dir)
         wait_until(lambda: dask_workers(dask_address, sec) >= 2, 60, "Dask workers", self.logs / "dask-workers.log")

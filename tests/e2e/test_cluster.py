@@ -6,6 +6,9 @@ import http.client
 import json
 import os
 import socket
+import subprocess
+import sys
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -14,7 +17,7 @@ import optuna
 import psutil
 import pytest
 
-from conftest import run_cli, write_spec
+from conftest import ROOT, run_cli, write_spec
 from tasks.sweep import make_storage
 
 pytestmark = pytest.mark.e2e
@@ -261,6 +264,63 @@ def check_secrets_stay_secret(home, profile: dict, outputs) -> None:
     assert '"parameters"' in runs and auth not in runs and token not in runs
 
 
+def kill_service(home, service: str) -> None:
+    """SIGKILL one service of `cluster up` and every process under it (a flow run under the Prefect worker)."""
+    for s in json.loads((home / "cluster" / "pids.json").read_text()):
+        if s["name"] == service:
+            root = psutil.Process(s["pid"])
+            for p in [root, *root.children(recursive=True)]:
+                try:
+                    p.kill()
+                except psutil.Error:
+                    pass
+
+
+def training(home) -> bool:
+    for p in ours(home):
+        try:
+            if "RayTrainWorker" in " ".join(p.cmdline()):
+                return True
+        except psutil.Error:
+            continue
+    return False
+
+
+def submit_and_kill(spec, env: dict, home, service: str) -> tuple[subprocess.CompletedProcess, float]:
+    """`submit --wait` a run, SIGKILL `service` once training has begun; returns the submit's outcome and
+    the seconds from the kill to its end."""
+    full = {**os.environ, **env}
+    full.pop("CONDUCTOR_DASK_ADDRESS", None)
+    proc = subprocess.Popen([sys.executable, "-m", "flows", "submit", str(spec), "--wait", "--json",
+                             "--set", "train.epochs=15"], cwd=ROOT, env=full, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not training(home) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    assert proc.poll() is None, "the run ended before it could be disturbed"
+    kill_service(home, service)
+    killed = time.monotonic()
+    out, err = proc.communicate(timeout=600)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), time.monotonic() - killed
+
+
+def check_chaos(home, spec, env) -> list[str]:
+    """Chaos on the cluster: the Ray worker node killed mid-run, then the Prefect worker (and its flow run):
+    the run completes or fails with a clear message, and a dead flow run is marked CRASHED within 2 minutes."""
+    lines = []
+    ray, took = submit_and_kill(spec, env, home, "ray-worker")
+    ended = last_json(ray)["state"] if ray.stdout.strip() else "?"
+    assert (ray.returncode == 0 and ended == "COMPLETED") or (ray.returncode != 0 and "error: " in ray.stderr), \
+        ray.stderr[-3000:]
+    lines.append(f"Ray worker node killed mid-run: {ended}, exit {ray.returncode}, {took:.0f}s after the kill")
+    prefect, took = submit_and_kill(spec, env, home, "prefect-worker")
+    assert prefect.returncode != 0 and "ended CRASHED" in prefect.stderr, prefect.stderr[-3000:]
+    assert took <= 120, f"the dead flow run was marked CRASHED {took:.0f}s after the kill"
+    lines.append(f"Prefect worker killed with its flow run: CRASHED, submit --wait exit {prefect.returncode}, "
+                 f"{took:.0f}s after the kill")
+    return lines
+
+
 def test_cluster_up_submit_sweep_down(tmp_path, postgres_db):
     home = tmp_path / "runs"
     name = f"cluster-{uuid.uuid4().hex[:6]}"
@@ -331,6 +391,7 @@ def test_cluster_up_submit_sweep_down(tmp_path, postgres_db):
         # no open door: after the runs (Ray workers and actors listening too), every socket refuses a stranger
         print("\n".join(check_no_open_door(home, profile)))
         check_secrets_stay_secret(home, profile, [up, run, sweep, direct])
+        print("\n".join(check_chaos(home, spec, env)))  # last: it leaves the cluster without its workers
     finally:
         down = run_cli("cluster", "down", env=env, timeout=180)
         for study_name in (name, f"{name}-direct"):
