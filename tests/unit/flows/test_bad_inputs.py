@@ -43,8 +43,11 @@ def merged(base: dict, change: dict) -> dict:
 
 @pytest.fixture(autouse=True)
 def same_environment():
-    """`sweep --storage URL` hands the URL to the flow through the environment: keep it to each test."""
+    """`sweep --storage URL` hands the URL to the flow through the environment: keep it to each test, and
+    start each from a machine with no cluster configured."""
     saved = dict(os.environ)
+    for var in ("CONDUCTOR_DASK_ADDRESS", "CONDUCTOR_RAY_ADDRESS", "PREFECT_API_URL", "CONDUCTOR_OPTUNA_STORAGE"):
+        os.environ.pop(var, None)  # the integration tests' in-process engines, when they ran first
     yield
     os.environ.clear()
     os.environ.update(saved)
