@@ -100,6 +100,7 @@ def sweep_with_kills(home: Path, kills: int, trials: int) -> dict:
 
     from tasks.sweep import make_storage
 
+    home.mkdir(parents=True, exist_ok=True)
     storage = make_storage(f"sqlite:///{home / 'optuna.db'}", heartbeat=False)
     complete_before_kill = set()
     for k in range(kills):
@@ -125,32 +126,41 @@ def sweep_with_kills(home: Path, kills: int, trials: int) -> dict:
             "params_twice": len(done) - len({tuple(sorted(t.params.items())) for t in done})}
 
 
+def worker_kills(home: Path, kills: int) -> None:
+    calm = [run_with_worker_kill(home / "calm", None) for _ in range(3)]
+    stormy = [run_with_worker_kill(home / "stormy", random.uniform(15, 35)) for _ in range(kills)]
+    low, high = min(r["accuracy"] for r in calm), max(r["accuracy"] for r in calm)
+    spread = max(high - low, 0.01)
+    print(f"(a) worker kill-9: {sum(r['killed'] for r in stormy)}/{len(stormy)} runs hit, all completed; "
+          f"epochs redone per run {[r['redone'] for r in stormy]} (goal <= 1); test accuracy "
+          f"{statistics.mean(r['accuracy'] for r in stormy):.4f} vs undisturbed {low:.4f}..{high:.4f}; "
+          f"within the spread (+-{spread:.3f}): "
+          f"{sum(low - spread <= r['accuracy'] <= high + spread for r in stormy)}/{len(stormy)}; wall ratio "
+          f"{statistics.mean(r['wall_s'] for r in stormy) / statistics.mean(r['wall_s'] for r in calm):.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kills", type=int, default=5)
     ap.add_argument("--sweep-kills", type=int, default=3)
     ap.add_argument("--trials", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--parts", default="abc", help="which of (a), (b), (c) to run")
     args = ap.parse_args()
     random.seed(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
-        calm = [run_with_worker_kill(home / "calm", None) for _ in range(3)]
-        stormy = [run_with_worker_kill(home / "stormy", random.uniform(15, 35)) for _ in range(args.kills)]
-        low, high = min(r["accuracy"] for r in calm), max(r["accuracy"] for r in calm)
-        spread = max(high - low, 0.01)
-        print(f"(a) worker kill-9: {sum(r['killed'] for r in stormy)}/{len(stormy)} runs hit, all completed; "
-              f"epochs redone per run {[r['redone'] for r in stormy]} (goal <= 1); test accuracy "
-              f"{statistics.mean(r['accuracy'] for r in stormy):.4f} vs undisturbed {low:.4f}..{high:.4f}; "
-              f"within the spread (+-{spread:.3f}): "
-              f"{sum(low - spread <= r['accuracy'] <= high + spread for r in stormy)}/{len(stormy)}; wall ratio "
-              f"{statistics.mean(r['wall_s'] for r in stormy) / statistics.mean(r['wall_s'] for r in calm):.2f}x")
-        b = kill_run_then_rerun(home / "rerun")
-        print(f"(b) conductor run kill-9 then again: exit {b['rc']}, preprocessing cache reused {b['cached']}, "
-              f"leftovers {b['leftovers'] or 'none'}")
-        c = sweep_with_kills(home / "sweep", args.sweep_kills, args.trials)
-        print(f"(c) sweep kill-9 x{args.sweep_kills} then --resume: exit {c['rc']}, {c['finished']}/{args.trials} "
-              f"finished (goal exactly), completed trials lost {c['lost']}, parameters run twice {c['params_twice']}")
+        if "a" in args.parts:
+            worker_kills(home, args.kills)
+        if "b" in args.parts:
+            b = kill_run_then_rerun(home / "rerun")
+            print(f"(b) conductor run kill-9 then again: exit {b['rc']}, preprocessing cache reused {b['cached']}, "
+                  f"leftovers {b['leftovers'] or 'none'}")
+        if "c" in args.parts:
+            c = sweep_with_kills(home / "sweep", args.sweep_kills, args.trials)
+            print(f"(c) sweep kill-9 x{args.sweep_kills} then --resume: exit {c['rc']}, {c['finished']}/{args.trials} "
+                  f"finished (goal exactly), completed trials lost {c['lost']}, parameters run twice "
+                  f"{c['params_twice']}")
 
 
 if __name__ == "__main__":
