@@ -74,17 +74,23 @@ def run_with_worker_kill(home: Path, kill_at_s: float | None) -> dict:
             "wall_s": time.perf_counter() - t0}
 
 
-def kill_run_then_rerun(home: Path) -> dict:
-    proc = cli(home, "run", str(SPEC), "--json", *RUN_SETS)
-    while not train_workers(psutil.Process(proc.pid)) and proc.poll() is None:
-        time.sleep(0.2)
-    time.sleep(3)
-    for p in [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]:
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL a command and everything it started (its embedded Ray, Dask, Prefect server)."""
+    family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    for p in family:
         try:
             p.kill()
         except psutil.Error:
             pass
     proc.wait()
+
+
+def kill_run_then_rerun(home: Path) -> dict:
+    proc = cli(home, "run", str(SPEC), "--json", *RUN_SETS)
+    while not train_workers(psutil.Process(proc.pid)) and proc.poll() is None:
+        time.sleep(0.2)
+    time.sleep(3)
+    kill_tree(proc)
     again = cli(home, "run", str(SPEC), "--json", *RUN_SETS)
     out, err = again.communicate()
     summary = json.loads(out.strip().splitlines()[-1]) if again.returncode == 0 else {}
@@ -106,12 +112,7 @@ def sweep_with_kills(home: Path, kills: int, trials: int) -> dict:
     for k in range(kills):
         proc = cli(home, *args, *(["--resume"] if k else []))
         time.sleep(random.uniform(12, 25))
-        for p in [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]:
-            try:
-                p.kill()
-            except psutil.Error:
-                pass
-        proc.wait()
+        kill_tree(proc)
         try:
             study = optuna.load_study(study_name="digits-cnn", storage=storage)
             complete_before_kill |= {t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
