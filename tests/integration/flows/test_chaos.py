@@ -68,7 +68,7 @@ def test_a_killed_ray_train_worker_costs_at_most_one_epoch_and_keeps_one_wandb_r
     spec = {**smoke_spec, "name": "chaos-worker",
             "train": {**smoke_spec["train"], "epochs": EPOCHS, "max_failures": 2},
             "tracking": {"wandb": {"mode": "offline"}}}
-    watcher = EpochWatcher(home, "chaos-worker", kill_after=1)
+    watcher = EpochWatcher(home, "chaos-worker", kill_after=2)  # epoch 1's checkpoint is persisted by then
     watcher.start()
     try:
         summary = run_pipeline(validate(spec))
