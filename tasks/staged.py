@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 PREFIX = ".tmp-"
+RAY_STORAGE = ".ray_storage"
 
 
 def prune_empty_parents(path: Path, stop: Path) -> None:
@@ -85,28 +86,28 @@ def clean_leftovers(home: Path) -> list[Path]:
             if pid is not None and not alive(pid):
                 remove(path)
                 removed.append(path)
-    owners = home / RAY_STORAGE / ".owners"
     for run in (home / RAY_STORAGE).glob("[!.]*"):
-        pid_file = owners / run.name
-        if pid_file.is_file() and pid_file.read_text().strip().isdigit() and not alive(int(pid_file.read_text())):
-            remove(run)
-            pid_file.unlink(missing_ok=True)
+        pid_file = _owners(home) / run.name
+        pid = pid_file.read_text().strip() if pid_file.is_file() else ""
+        if pid.isdigit() and not alive(int(pid)):
+            release_ray_storage(home, run.name)
             removed.append(run)
     return removed
 
-
-RAY_STORAGE = ".ray_storage"
 
 
 def claim_ray_storage(home: Path, name: str) -> Path:
     """Record this process as the owner of Ray Train's storage for run `name` (outside the run's own
     folder, which Ray must find empty); returns that folder."""
-    owners = Path(home) / RAY_STORAGE / ".owners"
-    owners.mkdir(parents=True, exist_ok=True)
-    (owners / name).write_text(str(os.getpid()))
+    _owners(home).mkdir(parents=True, exist_ok=True)
+    (_owners(home) / name).write_text(str(os.getpid()))
     return Path(home) / RAY_STORAGE / name
 
 
 def release_ray_storage(home: Path, name: str) -> None:
     remove(Path(home) / RAY_STORAGE / name)
-    (Path(home) / RAY_STORAGE / ".owners" / name).unlink(missing_ok=True)
+    (_owners(home) / name).unlink(missing_ok=True)
+
+
+def _owners(home: Path) -> Path:
+    return Path(home) / RAY_STORAGE / ".owners"

@@ -38,9 +38,9 @@ class EpochWatcher(threading.Thread):
     """Follows the run's progress file (as the console does): every epoch row seen, and a SIGKILL to one
     Ray Train worker once epoch `kill_after` is reported."""
 
-    def __init__(self, home: Path, name: str, kill_after: int):
+    def __init__(self, home: Path, kill_after: int):
         super().__init__(daemon=True)
-        self.home, self.name, self.kill_after = home, name, kill_after
+        self.home, self.kill_after = home, kill_after
         self.epochs, self.killed, self.stop = [], None, threading.Event()
 
     def run(self):
@@ -68,7 +68,7 @@ def test_a_killed_ray_train_worker_costs_at_most_one_epoch_and_keeps_one_wandb_r
     spec = {**smoke_spec, "name": "chaos-worker",
             "train": {**smoke_spec["train"], "epochs": EPOCHS, "max_failures": 2},
             "tracking": {"wandb": {"mode": "offline"}}}
-    watcher = EpochWatcher(home, "chaos-worker", kill_after=2)  # epoch 1's checkpoint is persisted by then
+    watcher = EpochWatcher(home, kill_after=2)  # epoch 1's checkpoint is persisted by then
     watcher.start()
     try:
         summary = run_pipeline(validate(spec))
