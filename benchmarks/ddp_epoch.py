@@ -48,7 +48,8 @@ train = to_tensors({c: frame[c].to_numpy() for c in frame.columns}, prep.n_input
 val_frame = pd.read_parquet(prepared.path("val"))
 val = to_tensors({c: val_frame[c].to_numpy() for c in val_frame.columns}, prep.n_inputs, prep.task)
 torch.manual_seed(0)
-model = build_model(spec.model.name, prep.input_shape, prep.output_dim, prep.task, spec.model.params)
+model = build_model(spec.model.name, prep.input_shape, prep.output_dim, prep.task, spec.model.params,
+                    target_index=prep.target_index)
 net = torch.nn.parallel.DistributedDataParallel(LossModule(model))
 opt = torch.optim.Adam(net.parameters(), lr=spec.train.lr)
 per = spec.train.batch_size // world

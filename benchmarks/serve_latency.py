@@ -52,7 +52,8 @@ def tiny_run(home: Path) -> Path:
                      "train": {"epochs": 5, "batch_size": 64, "lr": 0.01, "workers": 1}})
     prepared = preprocess(spec.data, home, log=lambda *_: None)
     prep = prepared.preprocessor
-    model = build_model(spec.model.name, prep.input_shape, prep.output_dim, prep.task, spec.model.params)
+    model = build_model(spec.model.name, prep.input_shape, prep.output_dim, prep.task, spec.model.params,
+                        target_index=prep.target_index)
     progress, best = fit(LossModule(model), model, lambda _: local_batches(prepared.path("train"), prep.n_inputs,
                                                                            prep.task, 64), None, spec.train, prep)
     model.load_state_dict(best)

@@ -83,7 +83,8 @@ def child_tune(spec, prepared_dir: str) -> dict:
         data = TrialData(prepared_dir)
         reseed(s.train.seed, 1)
         p = data.preprocessor
-        model = build_model(s.model.name, p.input_shape, p.output_dim, p.task, s.model.params)
+        model = build_model(s.model.name, p.input_shape, p.output_dim, p.task, s.model.params,
+                            target_index=p.target_index)
         train, val = data.batches(s.train.batch_size, s.train.seed)
         fit(LossModule(model), model, train, val, s.train, p,
             report=lambda row, *_: tune.report({"val_accuracy": row["val/accuracy"]}) and False)

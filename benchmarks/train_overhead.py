@@ -52,7 +52,8 @@ def plain_loop(spec, home: Path) -> dict:
             yield {"x": x[j], "y": y[j], "row": j}
 
     torch.manual_seed(spec.train.seed)
-    model = build_model(spec.model.name, prepro.input_shape, prepro.output_dim, prepro.task, spec.model.params)
+    model = build_model(spec.model.name, prepro.input_shape, prepro.output_dim, prepro.task, spec.model.params,
+                        target_index=prepro.target_index)
     t1 = time.perf_counter()
     progress, best = fit(LossModule(model), model, lambda e: batches(xt, yt, e), lambda: batches(xv, yv),
                          spec.train, prepro)

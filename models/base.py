@@ -28,6 +28,8 @@ class Model(nn.Module):
 
     Params = Params
     tasks: tuple[str, ...] = SUPERVISED_TASKS
+    reads_target = False  # True: the constructor takes `target_index` (forecasting's target among the features)
+    saved_defaults: dict = {}  # params a model.json written before they existed means (load_model fills them in)
 
     def __init__(self, input_shape, output_dim: int, task: str, params: Params,
                  class_weight: list[float] | None = None):

@@ -38,15 +38,21 @@ def validate_params(name: str, params: dict | None) -> Params:
 
 
 def build_model(name: str, input_shape, output_dim: int, task: str, params: dict | None = None,
-                class_weight: list[float] | None = None) -> nn.Module:
+                class_weight: list[float] | None = None, target_index: int | None = None) -> nn.Module:
+    """`target_index`: forecasting's target among each step's features (Preprocessor.target_index), for the
+    families that model the target relative to its last value (rnn); the others ignore it."""
     cls = model_class(name)
-    return cls(input_shape, output_dim, task, validate_params(name, params), class_weight=class_weight)
+    extra = {"target_index": target_index} if cls.reads_target else {}
+    return cls(input_shape, output_dim, task, validate_params(name, params), class_weight=class_weight, **extra)
 
 
 def describe(model: Model, name: str) -> dict:
     """What `model.json` holds: enough to rebuild the module."""
-    return {"name": name, "params": model.params.model_dump(), "input_shape": list(model.input_shape),
+    meta = {"name": name, "params": model.params.model_dump(), "input_shape": list(model.input_shape),
             "output_dim": model.output_dim, "task": model.task}
+    if getattr(model, "target_index", None) is not None:
+        meta["target_index"] = model.target_index
+    return meta
 
 
 def save_model(model: Model, name: str, directory: str | Path) -> None:
@@ -64,7 +70,10 @@ def load_model(directory: str | Path, map_location: str = "cpu") -> Model:
     """Rebuild from `model.json` and load `model.pt` with `weights_only=True`: tensors, never code."""
     directory = Path(directory)
     meta = json.loads((directory / "model.json").read_text())
-    model = build_model(meta["name"], meta["input_shape"], meta["output_dim"], meta["task"], meta["params"])
+    # a param that model.json does not name was written before it existed: it means the old behaviour
+    params = {**model_class(meta["name"]).saved_defaults, **meta["params"]}
+    model = build_model(meta["name"], meta["input_shape"], meta["output_dim"], meta["task"], params,
+                        target_index=meta.get("target_index"))
     path = directory / "model.pt"
     try:
         with warnings.catch_warnings():  # a foreign pickle protocol warns first; the refusal says enough

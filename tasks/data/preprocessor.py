@@ -123,6 +123,11 @@ class Preprocessor:
         """Forecasting: the encoded column of the series itself."""
         return self.columns.index(self.target)
 
+    @property
+    def target_index(self) -> int | None:
+        """What build_model's `target_index` gets: the target's column in each forecasting window step, else None."""
+        return self.target_column if self.task == "forecasting" else None
+
     def missing_columns(self, columns) -> list[str]:
         return [c for c in self.features if c not in columns]
 

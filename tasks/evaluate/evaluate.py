@@ -44,7 +44,12 @@ def _forecast_extras(pred: dict, prep: Preprocessor, frame: pd.DataFrame, test: 
     # persistence: the last observed value of the target, carried forward to every horizon step
     last = pred["x"].reshape(len(pred["x"]), *prep.input_shape)[:, -1, prep.target_column]
     persist = np.repeat(prep.decode_target(last)[:, None], pred["y"].shape[1], axis=1)
-    test["persistence_r2"] = M.regression(prep.decode_target(pred["y"]), persist)["r2"]
+    y = prep.decode_target(pred["y"])
+    test["persistence_r2"] = M.regression(y, persist)["r2"]
+    if y.shape[1] > 1:  # one R² per step ahead: a forecast usually fades with the horizon, persistence faster
+        model_r2 = M.per_step_r2(y, prep.decode_target(pred["out"]))
+        test.update({f"r2_t+{h + 1}": r for h, r in enumerate(model_r2)})
+        files.append(P.plot_horizon_r2(model_r2, M.per_step_r2(y, persist), plots / "horizon_r2.png"))
     return files
 
 

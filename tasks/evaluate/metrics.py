@@ -26,3 +26,7 @@ def regression(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
             "rmse": float(np.sqrt(mean_squared_error(y_true, y_pred))),
             "mae": float(mean_absolute_error(y_true, y_pred))}
 
+
+def per_step_r2(y_true: np.ndarray, y_pred: np.ndarray) -> list[float]:
+    """R² of each horizon step (column) of a forecast (N, H) on its own."""
+    return [float(r2_score(y_true[:, h], y_pred[:, h])) for h in range(y_true.shape[1])]

@@ -1,5 +1,5 @@
-"""Evaluation plots as PNG: learning curves, confusion matrix, predicted vs actual, the forecast,
-permutation importance, and grids of VAE rows."""
+"""Evaluation plots as PNG: learning curves, confusion matrix, predicted vs actual, the forecast and
+its R² per horizon step, permutation importance, and grids of VAE rows."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -72,6 +72,16 @@ def plot_series(actual: np.ndarray, predicted: np.ndarray, path: Path) -> str:
     ax.plot(actual, label="actual", lw=1.5)
     ax.plot(predicted, label="forecast (t+1)", lw=1.5)
     ax.set(xlabel="test step", title="one-step forecast on the test stretch")
+    ax.legend()
+    return _save(fig, path)
+
+
+def plot_horizon_r2(model_r2: list[float], persistence_r2: list[float], path: Path) -> str:
+    steps = np.arange(1, len(model_r2) + 1)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(steps, model_r2, marker="o", label="model")
+    ax.plot(steps, persistence_r2, marker="s", ls="--", label="persistence")
+    ax.set(xlabel="steps ahead", ylabel="test R²", xticks=steps, title="test R² per horizon step")
     ax.legend()
     return _save(fig, path)
 

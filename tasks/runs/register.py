@@ -52,7 +52,8 @@ def register(stage: Path, spec: Spec, prep: Preprocessor, progress: dict, eval_m
     from models import build_model, describe
 
     stage, spec = Path(stage), masked(spec)  # spec.yaml and report.html name the source without its credential
-    model = build_model(spec.model.name, prep.input_shape, prep.output_dim, prep.task, spec.model.params)
+    model = build_model(spec.model.name, prep.input_shape, prep.output_dim, prep.task, spec.model.params,
+                        target_index=prep.target_index)  # describe() records it in model.json
     meta = describe(model, spec.model.name) | {"features": prep.features, "target": prep.target}
     history = progress["history"]
     metrics = {**final_metrics(eval_metrics, history, progress["best_epoch"], progress["stopped"]),

@@ -76,7 +76,7 @@ def run_trial(trial: optuna.Trial, job: TrialJob, data: TrialData, log_row=None)
     cfg, prep = spec.train, data.preprocessor
     reseed(cfg.seed, job.threads)
     model = build_model(spec.model.name, prep.input_shape, prep.output_dim, prep.task, spec.model.params,
-                        class_weight=prep.class_weight)
+                        class_weight=prep.class_weight, target_index=prep.target_index)
     train_batches, val_batches = data.batches(cfg.batch_size, cfg.seed)
 
     def report(row, progress, extra, best) -> bool:

@@ -42,7 +42,8 @@ def test_example_smoke(path: Path, tmp_path):
                 for i in range(0, len(frame), 128)]
 
     torch.manual_seed(0)
-    model = build_model(spec.model.name, state.input_shape, state.output_dim, task, spec.model.params)
+    model = build_model(spec.model.name, state.input_shape, state.output_dim, task, spec.model.params,
+                        target_index=state.target_index)
     train, val = batches("train"), batches("val")
     progress, best = fit(LossModule(model), model, lambda _e: train, lambda: val, spec.train, state)
     assert progress.epoch == 1 and torch.isfinite(torch.tensor(progress.history[0]["train/loss"]))

@@ -56,7 +56,8 @@ def train_plain(raw: dict, home: Path) -> Path:
     prepared = preprocess(spec.data, home, log=lambda *_: None)
     prep, bs = prepared.preprocessor, spec.train.batch_size
     torch.manual_seed(0)
-    model = build_model(spec.model.name, prep.input_shape, prep.output_dim, prep.task, spec.model.params)
+    model = build_model(spec.model.name, prep.input_shape, prep.output_dim, prep.task, spec.model.params,
+                        target_index=prep.target_index)
     progress, best = fit(LossModule(model), model,
                          lambda _: local_batches(prepared.path("train"), prep.n_inputs, prep.task, bs),
                          lambda: local_batches(prepared.path("val"), prep.n_inputs, prep.task, bs), spec.train, prep)

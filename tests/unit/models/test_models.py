@@ -26,6 +26,7 @@ class Case:
     task: str
     params: dict = field(default_factory=dict)
     logits: int | None = None
+    target_index: int | None = None  # forecasting rnn: the target's column among the features
 
 
 # Small models without dropout, so one batch can be memorised in a few hundred steps.
@@ -43,7 +44,10 @@ CASES: dict[str, list[Case]] = {
                  {"channels": [4], "kernel_size": 5, "hidden": 16, "dropout": 0.0, "activation": "gelu"})],
     "rnn": [Case("lstm-classification", (5, 3), 3, "classification", {"cell": "lstm", "hidden_size": 16}),
             Case("gru-regression", (5, 3), 2, "regression", {"cell": "gru", "hidden_size": 16}),
-            Case("rnn-forecasting", (6, 2), 3, "forecasting", {"cell": "rnn", "hidden_size": 16, "num_layers": 2})],
+            Case("rnn-forecasting", (6, 2), 3, "forecasting", {"cell": "rnn", "hidden_size": 16, "num_layers": 2},
+                 target_index=1),
+            Case("gru-forecasting-ar", (6, 3), 2, "forecasting", {"cell": "gru", "hidden_size": 16, "ar": True},
+                 target_index=2)],
     "vae": [Case("generative", (10,), 0, "generative", {"latent_dim": 2, "hidden": [32, 16]})],
 }
 
@@ -71,7 +75,8 @@ def _one_thread():
 def make(name: str, case: Case | None, class_weight=None):
     if case is None:
         pytest.fail(f"model {name!r} is registered but has no Case in CASES; add one")
-    return build_model(name, list(case.input_shape), case.output_dim, case.task, case.params, class_weight)
+    return build_model(name, list(case.input_shape), case.output_dim, case.task, case.params, class_weight,
+                       target_index=case.target_index)
 
 
 def batch_for(case: Case, n: int = B, seed: int = 1) -> dict:
