@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from .errors import UserError
 
-BUILTIN_SETS = ("digits", "breast_cancer", "diabetes", "sunspots", "synthetic")
+BUILTIN_SETS = ("digits", "breast_cancer", "diabetes", "sunspots", "macrodata", "synthetic")
 SEED_MAX = 2**32 - 1  # numpy's and torch's seed range
 # What each task reports every epoch, as val/<name> (and train/<name> for the train loop's own logs):
 # the names a sweep may optimise. The direction of each follows from HIGHER_IS_BETTER.
@@ -59,6 +59,8 @@ class Data(Strict):
     time_format: str | None = None  # strftime format of time_column when its dates are ambiguous (31/12 or 12/31)
     window: int = Field(default=12, ge=1)
     horizon: int = Field(default=1, ge=1)
+    # forecasting: the seasonal_naive baseline's period in steps (2..window); null: detected from the train series
+    season: int | None = Field(default=None, ge=2)
     split: Split = Split()
     preprocessing: Preprocessing = Preprocessing()
     # builtin:synthetic only: rows, features, classes and class weights of the generator
@@ -75,6 +77,11 @@ class Data(Strict):
             problems.append("data.target: a generative task has no target; remove it")
         if self.task != "generative" and not self.target:
             problems.append(f"data.target: required for task {self.task!r}")
+        if self.season is not None and self.task != "forecasting":
+            problems.append(f"data.season: only for task forecasting (got {self.task!r}); remove it")
+        elif self.season is not None and self.season > self.window:
+            problems.append(f"data.season: {self.season} is longer than data.window ({self.window}); the seasonal "
+                            "naive baseline looks one season back inside the window: give a season <= window")
         if self.shape is not None and (not self.shape or any(s < 1 for s in self.shape)):
             problems.append(f"data.shape: positive sizes expected, got {self.shape}")
         if problems:

@@ -83,6 +83,28 @@ def quiet_engines() -> None:
         quiet_prefect_console()
 
 
+def _cell(v) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def _print_baselines(summary: dict, console) -> None:
+    """A small "model vs baselines (test)" table, then the verdict line when the model loses."""
+    from rich.table import Table
+
+    from tasks.evaluate import versus
+
+    if rows := versus(summary["metrics"]):
+        table = Table(title="model vs baselines (test)", show_header=True)
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+        for c in columns:
+            table.add_column(c, justify="left" if c in ("name", "note") else "right")
+        for r in rows:
+            table.add_row(*(_cell(r.get(c, "")) for c in columns))
+        console.print(table)
+    if summary.get("verdict"):
+        console.print(summary["verdict"], markup=False, highlight=False)
+
+
 def print_summary(summary: dict, as_json: bool, console=None) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -92,8 +114,10 @@ def print_summary(summary: dict, as_json: bool, console=None) -> None:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k, v in summary["metrics"].items():
-        table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+        if not k.startswith("baseline/"):  # shown below, one row per baseline
+            table.add_row(k, _cell(v))
     console.print(table)
+    _print_baselines(summary, console)
     console.print(f"run directory  {summary['run_dir']}")
     wb = summary.get("wandb") or {}
     if wb.get("run_dir"):

@@ -101,6 +101,13 @@ def builtin_frame(name: str, task: str, options: dict | None = None) -> pd.DataF
 
         frame = sm.datasets.sunspots.load_pandas().data
         return frame.rename(columns={"YEAR": "year", "SUNACTIVITY": "sunactivity"}).astype({"year": int})
+    if name == "macrodata":
+        import statsmodels.api as sm
+
+        # US quarterly macro series 1959Q1-2009Q3; `t` (1959.0, 1959.25, ...) orders it as data.time_column
+        frame = sm.datasets.macrodata.load_pandas().data.astype({"year": int, "quarter": int})
+        frame.insert(0, "t", frame["year"] + (frame["quarter"] - 1) / 4)
+        return frame
     if name == "synthetic":
         return synthetic_frame(task, options or {})
     raise UserError(f"data.source: unknown builtin {name!r}")
@@ -233,7 +240,8 @@ def load_source(data: Data) -> dd.DataFrame:
 
 def source_fingerprint(data: Data) -> str:
     """Hash of what the data is: the data spec plus each file's path, size and mtime."""
-    h = hashlib.sha256(json.dumps(data.model_dump(), sort_keys=True, default=str).encode())
+    # data.season only picks a baseline's period: preprocessing, and so the cache, does not depend on it
+    h = hashlib.sha256(json.dumps(data.model_dump(exclude={"season"}), sort_keys=True, default=str).encode())
     if not data.source.startswith("builtin:"):
         _, files, fs = expand_source(data.source)
         for f in files:

@@ -29,6 +29,19 @@ def figures(paths: list[str]) -> str:
                    f'{html.escape(Path(p).stem.replace("_", " "))}</figcaption></figure>' for p in paths)
 
 
+def baselines_html(task: str, metrics: dict) -> str:
+    """The model vs its baselines on the test split, and the verdict line when the model loses."""
+    # imported here: `serve status` imports tasks.runs and need not load scikit-learn
+    from ..evaluate.baselines import verdict, versus
+
+    rows = versus(metrics)
+    if not rows:
+        return ""
+    line = verdict(task, metrics)
+    return (f"<h2>model vs baselines (test)</h2>{table(rows)}"
+            + (f'<p class="verdict"><b>{html.escape(line)}</b></p>' if line else ""))
+
+
 def report_html(spec: Spec, metrics: dict, history: list[dict], evald: dict, extra: dict) -> str:
     importance = evald.get("importance") or {}
     imp = table([{"column": k, "drop in test metric": v} for k, v in importance.items()]) if importance else ""
@@ -36,12 +49,14 @@ def report_html(spec: Spec, metrics: dict, history: list[dict], evald: dict, ext
     shown["data"]["source"] = source = redact_url(spec.data.source)  # never a credential of its URL
     spec_yaml = html.escape(yaml.safe_dump(shown, sort_keys=False))
     extra_html = "".join(f"<h2>{html.escape(k)}</h2>{v}" for k, v in extra.items())
+    shown_metrics = {k: v for k, v in metrics.items() if not k.startswith("baseline/")}  # in their own table
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(spec.name)}: report</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse;margin:.5em 0}}
 td,th{{border:1px solid #ccc;padding:.25em .6em;text-align:right}}th{{background:#f3f3f3}}
 figure{{display:inline-block;margin:.5em}}img{{max-width:520px}}pre{{background:#f7f7f7;padding:1em}}</style></head>
 <body><h1>{html.escape(spec.name)}</h1><p>model <b>{html.escape(spec.model.name)}</b> on <code>{html.escape(source)}</code>, task {spec.data.task}</p>
-<h2>metrics</h2>{table([dict(metrics)])}
+<h2>metrics</h2>{table([shown_metrics])}
+{baselines_html(spec.data.task, metrics)}
 <h2>plots</h2>{figures(evald.get("plots", []))}
 {"<h2>permutation importance (test)</h2>" + imp if imp else ""}
 {extra_html}

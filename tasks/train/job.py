@@ -36,7 +36,8 @@ class Tracking:
 @dataclass
 class TrainJob:
     """One training run: the spec (as JSON, re-validated on the worker), the fitted preprocessor,
-    where to write, how to track, and an optional per-epoch hook (a sweep trial's pruner)."""
+    where to write, how to track, an optional per-epoch hook (a sweep trial's pruner), and the
+    baselines' test metrics that rank 0 puts beside the model's in its W&B summary."""
 
     spec_json: dict
     preprocessor: Preprocessor
@@ -47,6 +48,7 @@ class TrainJob:
     threads: int = 1
     progress_path: str | None = None
     hook: HookFactory | None = None
+    baselines: dict = field(default_factory=dict)
 
     @property
     def spec(self) -> Spec:

@@ -68,18 +68,19 @@ class EpochReporter:
         from ..evaluate import evaluate
 
         self.model.load_state_dict(best)
-        final, plots = {}, []
+        final, plots, baselines = {}, [], {}
         if self.job.evaluate and progress.stopped != "diverged":  # nothing to register: the run is refused
             result = evaluate(self.model, test_batches(), self.job.preprocessor, progress.history, out,
                               device=device, seed=self.job.spec.train.seed)
-            final, plots = result["metrics"], result["plots"]
+            final, plots, baselines = result["metrics"], result["plots"], self.job.baselines
         torch.save({k: v.cpu() for k, v in best.items()}, out / "model.pt")
         (out / "progress.json").write_text(finite_json(progress.to_dict()))
         (out / "world.json").write_text(json.dumps({"workers": world, "device": str(device)}))
         if self.run is not None:
             import wandb
 
-            self.run.summary.update({**final, "best_epoch": progress.best_epoch, "stopped": progress.stopped})
+            self.run.summary.update({**final, **baselines, "best_epoch": progress.best_epoch,
+                                     "stopped": progress.stopped})
             if self.hook is not None:
                 self.run.summary["trial_state"] = "pruned" if progress.stopped == "pruned" else "complete"
             if plots:

@@ -29,6 +29,13 @@ def test_run_directory_is_complete(smoke_run, home):
     assert smoke_run["workers"] == 2
     report = (run_dir / "report.html").read_text()
     assert "permutation importance" in report and "plan" in report
+    # baselines on the same test split: majority ~ chance, logistic close to the model on this easy label
+    for name in ("majority", "logistic"):
+        for m in ("accuracy", "f1_macro", "balanced_accuracy"):
+            assert 0.0 <= metrics[f"baseline/{name}/{m}"] <= 1.0, (name, m)
+    assert metrics["baseline/logistic/accuracy"] > metrics["baseline/majority/accuracy"]
+    assert "model vs baselines" in report and "<td>logistic</td>" in report
+    assert smoke_run["verdict"] is None or smoke_run["verdict"].startswith("warning: the model's test/accuracy")
 
 
 def test_model_reloads_with_weights_only_and_reproduces_predictions(smoke_run):
@@ -61,6 +68,8 @@ def test_wandb_offline_run_holds_what_training_reported(smoke_run):
         for key in ("train/loss", "val/loss", "val/accuracy"):
             assert theirs[key] == pytest.approx(ours[key], rel=1e-9), key
     assert logged["summary"]["test/accuracy"] == pytest.approx(smoke_run["metrics"]["test/accuracy"])
+    assert logged["summary"]["baseline/logistic/accuracy"] == pytest.approx(
+        smoke_run["metrics"]["baseline/logistic/accuracy"])
     assert logged["config"]["model"]["name"] == "mlp" and logged["group"] == "churn-smoke"
     assert logged["state"] == "finished"
 

@@ -1,0 +1,216 @@
+"""Baselines beside every result: what the model must beat, on the same test split and the same
+preprocessed features it was scored on.
+
+- classification: `majority` (the most frequent train class), `logistic` (scikit-learn LogisticRegression)
+- regression: `mean` (the train mean), `ols` (LinearRegression, ordinary least squares)
+- forecasting: `persistence` (the window's last target value at every horizon step, as test/persistence_r2),
+  `seasonal_naive` (step h takes the window's value at t+h-s*ceil(h/s); the season s is data.season, or the
+  lag in 2..window of highest autocorrelation of the train target series when that is at least
+  MIN_AUTOCORRELATION, else the baseline is skipped and says why), `ar` (least squares of every horizon
+  step on the window's target values, with intercept)
+- generative: `mean_image` (every test row predicted as the train mean, in the scaled space the model sees)
+
+They fit on at most BASELINE_ROWS = 100,000 train rows (a random sample seeded by data.split.seed), so they
+stay cheap on large data; every test row is scored. Keys are `baseline/<name>/<metric>`, regression and
+forecasting in the target's own units; a baseline that cannot be fitted has `baseline/<name>/skipped`.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from ..data import ROW, Preprocessor
+from ..spec import HIGHER_IS_BETTER
+from . import metrics as M
+from .plots import MAIN_METRIC
+
+BASELINE_ROWS = 100_000
+MIN_AUTOCORRELATION = 0.3
+LOGISTIC_MAX_ITER = 1000
+METRICS = ("accuracy", "f1_macro", "balanced_accuracy", "r2", "rmse", "mae", "recon_mse")  # the order shown
+
+
+def read_split(path: str, columns: list[str], limit: int | None = None, seed: int = 0) -> pd.DataFrame:
+    """Columns of one split's Parquet; above `limit` rows, a seeded random sample of `limit` rows."""
+    import pyarrow.dataset as ds
+
+    dataset = ds.dataset(path, format="parquet")
+    n = dataset.count_rows()
+    if limit is None or n <= limit:
+        return dataset.to_table(columns=columns).to_pandas()
+    rows = np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
+    return dataset.take(rows, columns=columns).to_pandas()
+
+
+def _x(prep: Preprocessor) -> list[str]:
+    return [f"x{i}" for i in range(prep.n_inputs)]
+
+
+def _window_columns(prep: Preprocessor) -> list[str]:
+    """The target column's values over the window, oldest first (x{t*F+f} is feature f at step t)."""
+    window, n_features = prep.input_shape
+    return [f"x{t * n_features + prep.target_column}" for t in range(window)]
+
+
+def _classification(train: pd.DataFrame, test: pd.DataFrame, prep: Preprocessor, data) -> dict:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    y, y_test, k = train["y"].to_numpy("int64"), test["y"].to_numpy("int64"), len(prep.classes)
+    # the train split's class counts before any oversampling, when the preprocessor kept them
+    counts = prep.class_counts or np.bincount(y, minlength=k)
+    majority = np.zeros((len(test), k))
+    majority[:, int(np.argmax(counts))] = 1.0
+    out = {"majority": M.classification(y_test, majority)}
+    if len(np.unique(y)) < 2:
+        return {**out, "logistic": {"skipped": "the sampled train rows hold one class"}}
+    with warnings.catch_warnings():  # a baseline a few iterations short of convergence is still a baseline
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = LogisticRegression(max_iter=LOGISTIC_MAX_ITER).fit(train[_x(prep)].to_numpy("float64"), y)
+    proba = np.zeros((len(test), k))
+    proba[:, model.classes_] = model.predict_proba(test[_x(prep)].to_numpy("float64"))
+    return {**out, "logistic": M.classification(y_test, proba)}
+
+
+def _regression(train: pd.DataFrame, test: pd.DataFrame, prep: Preprocessor, data) -> dict:
+    from sklearn.linear_model import LinearRegression
+
+    y, actual = train["y"].to_numpy("float64"), prep.decode_target(test["y"].to_numpy())
+    ols = LinearRegression().fit(train[_x(prep)].to_numpy("float64"), y)
+    return {"mean": M.regression(actual, prep.decode_target(np.full(len(test), y.mean()))),
+            "ols": M.regression(actual, prep.decode_target(ols.predict(test[_x(prep)].to_numpy("float64"))))}
+
+
+def autocorrelation(series: np.ndarray, lag: int) -> float:
+    """The sample autocorrelation at `lag` (the denominator is the whole series' sum of squares)."""
+    d = np.asarray(series, dtype="float64") - np.mean(series)
+    denom = float(d @ d)
+    return float(d[:-lag] @ d[lag:] / denom) if denom > 0 and lag < len(d) else float("nan")
+
+
+def detect_season(series: np.ndarray, window: int) -> tuple[int | None, dict]:
+    """The lag in 2..window of highest autocorrelation, if at least MIN_AUTOCORRELATION; else None and why."""
+    acf = {lag: autocorrelation(series, lag) for lag in range(2, window + 1)}
+    acf = {lag: v for lag, v in acf.items() if np.isfinite(v)}
+    if not acf:
+        return None, {"skipped": f"no lag in 2..{window} to detect a season on (data.window {window}, "
+                                 f"{len(series)} train steps); set data.season"}
+    lag = max(acf, key=acf.get)
+    if acf[lag] < MIN_AUTOCORRELATION:
+        return None, {"skipped": f"no season: the highest train autocorrelation at lags 2..{window} is "
+                                 f"{acf[lag]:.2f} (lag {lag}), below {MIN_AUTOCORRELATION}; set data.season to force one"}
+    return lag, {"autocorrelation": acf[lag]}
+
+
+def seasonal_naive(windows: np.ndarray, season: int, horizon: int) -> np.ndarray:
+    """(N, window) target values → (N, horizon): step h repeats the value one or more seasons back."""
+    last = windows.shape[1] - 1  # the window's last step, t
+    steps = [last + h - season * math.ceil(h / season) for h in range(1, horizon + 1)]
+    return windows[:, steps]
+
+
+def _forecasting(train: pd.DataFrame, test: pd.DataFrame, prep: Preprocessor, data, series: np.ndarray) -> dict:
+    from sklearn.linear_model import LinearRegression
+
+    cols, ycols = _window_columns(prep), [f"y{h}" for h in range(prep.horizon)]
+    windows, actual = test[cols].to_numpy("float64"), prep.decode_target(test[ycols].to_numpy())
+
+    def scored(pred: np.ndarray) -> dict:
+        return M.regression(actual, prep.decode_target(pred))
+
+    out = {"persistence": scored(np.repeat(windows[:, -1:], prep.horizon, axis=1))}
+    season, info = (data.season, {}) if data.season else detect_season(series, prep.window)
+    out["seasonal_naive"] = info if season is None else {
+        "season": season, **info, **scored(seasonal_naive(windows, season, prep.horizon))}
+    ar = LinearRegression().fit(train[cols].to_numpy("float64"), train[ycols].to_numpy("float64"))
+    out["ar"] = scored(ar.predict(windows).reshape(len(test), prep.horizon))
+    return out
+
+
+def _generative(train: pd.DataFrame, test: pd.DataFrame, prep: Preprocessor, data) -> dict:
+    x = test[_x(prep)].to_numpy("float64")
+    mean = train[_x(prep)].to_numpy("float64").mean(0)
+    return {"mean_image": {"recon_mse": float(((x - mean) ** 2).mean())}}  # as test/recon_mse, the mean as output
+
+
+def train_series(path: str, prep: Preprocessor, limit: int) -> np.ndarray:
+    """The train stretch of the target series in time order (each window's last value): its last `limit` steps."""
+    col = _window_columns(prep)[-1]
+    frame = read_split(path, [col, ROW]).sort_values(ROW)
+    return frame[col].to_numpy("float64")[-limit:]
+
+
+def score_baselines(prepared_or_paths, prep: Preprocessor, spec) -> dict:
+    """Fit the task's baselines on (a sample of) train and score them on test: flat `baseline/<name>/<metric>`.
+
+    `prepared_or_paths` is a Prepared or {"train": path, "test": path}; `spec` a Spec (or its Data)."""
+    paths = prepared_or_paths if isinstance(prepared_or_paths, dict) else \
+        {s: prepared_or_paths.path(s) for s in ("train", "test")}
+    data = getattr(spec, "data", spec)
+    if prep.task == "forecasting":
+        columns = _window_columns(prep) + [f"y{h}" for h in range(prep.horizon)]
+    else:
+        columns = _x(prep) + ([] if prep.task == "generative" else ["y"])
+    train = read_split(paths["train"], columns, BASELINE_ROWS, data.split.seed)
+    test = read_split(paths["test"], columns)
+    if train.empty or test.empty:
+        return {}
+    if prep.task == "forecasting":
+        scores = _forecasting(train, test, prep, data, train_series(paths["train"], prep, BASELINE_ROWS))
+    else:
+        scores = {"classification": _classification, "regression": _regression,
+                  "generative": _generative}[prep.task](train, test, prep, data)
+    return {f"baseline/{name}/{key}": value for name, values in scores.items() for key, value in values.items()}
+
+
+def baselines_of(metrics: dict) -> dict[str, dict]:
+    """{name: {key: value}} from flat `baseline/<name>/<key>` metrics, in their order."""
+    out: dict[str, dict] = {}
+    for key, value in metrics.items():
+        if key.startswith("baseline/") and key.count("/") == 2:
+            _, name, leaf = key.split("/")
+            out.setdefault(name, {})[leaf] = value
+    return out
+
+
+def _note(key: str, value) -> str:
+    if key == "skipped":
+        return f"skipped: {value}"
+    return f"{key} {value:.3g}" if isinstance(value, float) else f"{key} {value}"
+
+
+def versus(metrics: dict) -> list[dict]:
+    """Rows for a "model vs baselines" table: the model's test metrics, then each baseline's, with a note
+    (the season used, or why a baseline was skipped). Empty when there are no baselines."""
+    found = baselines_of(metrics)
+    if not found:
+        return []
+    shown = [m for m in METRICS if any(m in b for b in found.values())]
+    model = {m: metrics[f"test/{m}"] for m in shown if f"test/{m}" in metrics}
+    rows = [{"name": "model", **model}] if model else []
+    for name, values in found.items():
+        note = ", ".join(_note(k, v) for k, v in values.items() if k not in METRICS)
+        rows.append({"name": name, **{m: values[m] for m in shown if m in values}, **({"note": note} if note else {})})
+    return rows
+
+
+def verdict(task: str, metrics: dict) -> str | None:
+    """One `warning:` line when the model loses to the best baseline on the task's main metric, else None."""
+    main = MAIN_METRIC[task]
+    model = metrics.get(f"test/{main}")
+    scores = {name: v[main] for name, v in baselines_of(metrics).items()
+              if isinstance(v.get(main), int | float) and np.isfinite(v[main])}
+    if not isinstance(model, int | float) or not np.isfinite(model) or not scores:
+        return None
+    higher = main in HIGHER_IS_BETTER
+    best = (max if higher else min)(scores, key=scores.get)
+    gap = scores[best] - model if higher else model - scores[best]
+    if gap <= 0:
+        return None
+    where = "below" if higher else "above"
+    tail = "" if higher else "; lower is better"
+    return (f"warning: the model's test/{main} {model:.3g} is {where} the {best} baseline's {scores[best]:.3g} "
+            f"(gap {gap:.3g}{tail})")
