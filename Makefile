@@ -13,7 +13,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_LOGGING_LEVEL ?= WARNING
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-fast lint sweep dashboard predict serve cluster-up cluster-down cluster-status submit bench clean
+.PHONY: help install run runs test test-fast lint sweep dashboard predict serve cluster-up cluster-down cluster-status submit bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ $(STAMP): pyproject.toml
 
 run: install ## run the main job: experiments/digits-cnn.yaml (SPEC=... overrides) end to end
 	$(VENV)/bin/conductor run $(SPEC)
+
+runs: install ## list registered runs, newest first (conductor runs; show/compare/rerun/sync RUN for more)
+	$(VENV)/bin/conductor runs
 
 test: install ## run every test (unit, integration, e2e)
 	$(PY) -m pytest tests -q --durations=12

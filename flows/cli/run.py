@@ -1,6 +1,7 @@
 """`conductor run` and `conductor sweep`: a spec through the pipeline flow, or through a sweep."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -87,10 +88,19 @@ def run(
 ):
     """Run the pipeline: preprocess (Dask) → train (Ray Train) → evaluate → register a run directory."""
     t0 = time.perf_counter()
-    from tasks.data.sources import hide_source
     from tasks.spec_file import load_spec
 
-    spec_obj = hide_source(load_spec(spec, set_ or []))  # a credential of data.source: environment only
+    summary = run_spec(load_spec(spec, set_ or []), spec, t0)
+    print_summary(summary, as_json)
+
+
+def run_spec(spec_obj, spec_path: Path, t0: float | None = None, rerun_of: str | None = None) -> dict:
+    """What `conductor run` does with a loaded spec (and `conductor rerun` with a run's spec.yaml): the checks,
+    the engines, the pipeline flow and its repro record; returns the summary."""
+    t0 = time.perf_counter() if t0 is None else t0
+    from tasks.data.sources import hide_source
+
+    spec_obj = hide_source(spec_obj)  # a credential of data.source: environment only
     from tasks.data import check_source
 
     check_source(spec_obj.data)  # a missing file or column fails here, before any engine starts
@@ -98,15 +108,34 @@ def run(
     clean_leftovers()
     print(f"conductor run {spec_obj.name}: model {spec_obj.model.name} on {spec_obj.data.source}", file=sys.stderr)
     early = start_engines()
-    from flows.pipeline import run_pipeline
+    with repro_record(spec_path, spec_obj, t0, rerun_of) as run_id:  # after the engines set off: it imports torch
+        from flows.pipeline import run_pipeline
 
-    quiet_engines()
-    started = early.wait()
-    summary = run_pipeline(spec_obj)
+        quiet_engines()
+        started = early.wait()
+        summary = run_pipeline(spec_obj, run_id)
     summary["duration_s"] = time.perf_counter() - t0
     summary["timings"].update(started)
     summary["timings"]["total_s"] = summary["duration_s"]
-    print_summary(summary, as_json)
+    return summary
+
+
+@contextlib.contextmanager
+def repro_record(spec_path: Path, spec_obj, t0: float, rerun_of: str | None = None):
+    """Yield a new run id whose reproducibility record (commits, patch, versions, command line, masked) waits
+    under CONDUCTOR_HOME/.repro for the flow that registers the run; gone afterwards, whatever happened.
+    `t0`: the command's start (perf_counter), from which the run's duration_s counts."""
+    from cluster.settings import home
+    from tasks.runs import new_run_id
+    from tasks.runs.repro import build_record, discard_pending, save_pending
+
+    run_id = new_run_id()
+    started = time.time() - (time.perf_counter() - t0)
+    save_pending(home(), run_id, *build_record(spec_path, spec_obj, rerun_of=rerun_of, started=started))
+    try:
+        yield run_id
+    finally:
+        discard_pending(home(), run_id)
 
 
 @app.command()
@@ -163,11 +192,11 @@ def sweep(
           f"{parallel or spec_obj.sweep.parallel} at a time, storage {redact_url(url)}", file=sys.stderr)
     early = start_engines(lambda: prestart(spec_obj, study or spec_obj.name, parallel or spec_obj.sweep.parallel,
                                            settings.home, resolve_mode(spec_obj.tracking.wandb.mode, warn=print_nothing)))
-    from flows.sweep import run_sweep
-
-    quiet_engines()
-    started = early.wait()
-    summary = run_sweep(spec_obj, study, trials, parallel, resume)
+    with repro_record(spec, spec_obj, t0) as run_id:  # the id of the best trial's run directory
+        from flows.sweep import run_sweep
+        quiet_engines()
+        started = early.wait()
+        summary = run_sweep(spec_obj, study, trials, parallel, resume, run_id)
     summary["duration_s"] = time.perf_counter() - t0
     summary["timings"] = {**summary.get("timings", {}), **started}
     _print_sweep(summary, as_json)
