@@ -1,6 +1,7 @@
 """What both flows share: quiet Prefect consoles, the Dask preprocessing task, the published summary."""
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -25,6 +26,36 @@ if not any(isinstance(f, QuietParseFailures) for f in logging.getLogger("distrib
     logging.getLogger("distributed.worker").addFilter(QuietParseFailures())
 
 
+# A flow run's own loggers speak at INFO, so its Logs tab in the UI shows the run's story (Prefect's state
+# lines, the per-epoch progress, each trial's outcome, the summary); the rest of Prefect (client, server,
+# events) stays at PREFECT_LOGGING_LEVEL, and Ray's and Dask's loggers never reach the API handler.
+RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
+
+
+def logged(fn):
+    """Run a flow function with its user-facing lines (tasks.progress.say) copied to the flow run's log;
+    the summary it returns names the flow run (`flow_run_id`), where the UI shows that log."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from prefect.logging import get_run_logger
+
+        from tasks.progress import echo_to
+
+        for name in RUN_LOGGERS:
+            logging.getLogger(name).setLevel(logging.INFO)
+        logger = get_run_logger()
+        with echo_to(logger.info):
+            result = fn(*args, **kwargs)
+        if isinstance(result, dict):
+            from prefect.runtime import flow_run
+
+            result["flow_run_id"] = str(flow_run.id)
+        return result
+
+    return wrapper
+
+
 def quiet_prefect_console(level: int = logging.CRITICAL) -> None:
     """Keep Prefect's console handlers from printing a failed run's traceback: the CLI says it in one
     line (--debug shows it). Its API handler still sends every log line to the server for the UI."""
@@ -33,6 +64,9 @@ def quiet_prefect_console(level: int = logging.CRITICAL) -> None:
             if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler) \
                     and type(handler).__name__ != "APILogHandler":
                 handler.setLevel(level)
+    for handler in logging.root.handlers:  # Prefect's console sits on the root logger too (its logging.yml)
+        if type(handler).__module__.startswith("prefect"):
+            handler.setLevel(level)
 
 
 def _not_user_error(task, task_run, state) -> bool:
@@ -58,10 +92,16 @@ def publish_summary(summary: dict) -> None:
     """The run's summary as a Prefect artifact: readable in the UI, and by `conductor submit --wait`. Every URL
     in it is masked and no value under a secret-looking key is shown (tasks.tracking.redact)."""
     from prefect.artifacts import create_markdown_artifact
+    from prefect.logging import get_run_logger
 
     from tasks.tracking import redact
 
     summary = redact(json.loads(json.dumps(summary, default=str)))
+    lines = [f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in (summary.get("metrics") or {}).items()]
+    if summary.get("verdict"):
+        lines.append(summary["verdict"])
+    get_run_logger().info("summary of %s: run directory %s\n%s", summary["name"], summary.get("run_dir"),
+                          "\n".join(lines))
 
     metrics = "\n".join(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
                          for k, v in (summary.get("metrics") or {}).items())

@@ -15,38 +15,45 @@ from prefect import flow, task  # noqa: E402
 from prefect_dask import DaskTaskRunner  # noqa: E402
 
 from cluster.settings import load_settings  # noqa: E402
-from flows.common import preprocess_task, publish_summary  # noqa: E402
+from flows.common import logged, preprocess_task, publish_summary  # noqa: E402
 from tasks import tracking  # noqa: E402
 from tasks.data import Prepared  # noqa: E402
 from tasks.data.sources import hide_source  # noqa: E402
 from tasks.errors import UserError  # noqa: E402
+from tasks.evaluate.baselines import score_baselines, verdict  # noqa: E402
 from tasks.progress import Follower, format_row  # noqa: E402
 from tasks.runs import new_run, new_run_id, register  # noqa: E402
+from tasks.runs.repro import attach_repro, current_record  # noqa: E402
 from tasks.spec import Spec, validate  # noqa: E402
 from tasks.train import Tracking, Trained  # noqa: E402
 from tasks.train.loop import diverged_message  # noqa: E402
 
 
 @task(name="train")
-def train_task(spec: Spec, prepared: Prepared, stage: str, home: str, run_id: str, wandb_mode: str) -> Trained:
+def train_task(spec: Spec, prepared: Prepared, stage: str, home: str, run_id: str, wandb_mode: str,
+               baselines: dict | None = None) -> Trained:
     from tasks.train.ray_train import train_on_ray
 
     progress = Path(home) / ".progress" / f"{run_id}.jsonl"
     w = spec.tracking.wandb
+    repro, _ = current_record(Path(home), run_id, spec, prepared.preprocessor)  # into the W&B config, masked
     with Follower(progress, lambda rec: format_row(f"[{spec.name}]", rec["row"], rec["epochs"])):
         return train_on_ray(spec, prepared, Path(stage), Path(home),
-                            Tracking(w.project, wandb_mode, f"{spec.name}-{run_id}", spec.name, w.entity),
-                            progress_path=str(progress))
+                            Tracking(w.project, wandb_mode, f"{spec.name}-{run_id}", spec.name, w.entity,
+                                     config_extra={"repro": repro}),
+                            progress_path=str(progress), baselines=baselines)
 
 
 @task(name="register")
-def register_task(spec: Spec, prepared: Prepared, stage: str, trained: Trained) -> dict:
+def register_task(spec: Spec, prepared: Prepared, stage: str, trained: Trained, baselines: dict | None = None) -> dict:
     """Write spec, model.json, metrics and report beside the trained files in the staged directory."""
-    return register(Path(stage), spec, prepared.preprocessor, trained.progress.to_dict(), trained.metrics)
+    return register(Path(stage), spec, prepared.preprocessor, trained.progress.to_dict(), trained.metrics,
+                    extra_metrics=baselines)
 
 
 @flow(name="conductor-run", persist_result=False, log_prints=False,
       task_runner=DaskTaskRunner(**dask_runner_kwargs(load_settings())))  # a deployment runs it as defined
+@logged
 def pipeline(spec: dict, run_id: str | None = None) -> dict:
     """preprocess (Dask) → train + evaluate (Ray Train) → register; returns the run summary."""
     t0 = time.perf_counter()
@@ -58,11 +65,15 @@ def pipeline(spec: dict, run_id: str | None = None) -> dict:
     prepared = future.result()
     timings["preprocess_s"] = prepared.seconds
     timings["preprocess_wait_s"] = time.perf_counter() - t0 - timings["ray_start_s"]
+    t1 = time.perf_counter()
+    baselines = score_baselines(prepared, prepared.preprocessor, spec_obj)  # on this side: ≤ BASELINE_ROWS rows
+    timings["baselines_s"] = time.perf_counter() - t1
     with new_run(home, spec_obj.name, run_id) as stage:
-        trained = train_task(spec_obj, prepared, str(stage), str(home), run_id, wandb_mode)
+        trained = train_task(spec_obj, prepared, str(stage), str(home), run_id, wandb_mode, baselines)
         if trained.progress.stopped == "diverged":  # the staged directory goes with the error
             raise UserError(diverged_message(trained.progress, spec_obj.train.lr))
-        metrics = register_task(spec_obj, prepared, str(stage), trained)
+        metrics = register_task(spec_obj, prepared, str(stage), trained, baselines)
+        attach_repro(stage, home, run_id, spec_obj, prepared.preprocessor, time.perf_counter() - t0)
     prog = trained.progress
     timings.update(train_s=trained.seconds, epochs_s=sum(r.get("epoch_seconds", 0.0) for r in prog.history),
                    evaluate_s=trained.eval_seconds, flow_s=time.perf_counter() - t0)
@@ -72,7 +83,7 @@ def pipeline(spec: dict, run_id: str | None = None) -> dict:
                                              "run_dir": trained.wandb.get("run_dir")},
                "workers": trained.workers, "samples_per_s": samples_per_s * trained.workers,
                "preprocess": {"cached": prepared.cached, "counts": prepared.preprocessor.counts}, "timings": timings,
-               "note": trained.note}
+               "note": trained.note, "verdict": verdict(spec_obj.data.task, metrics)}
     publish_summary(summary)
     return summary
 

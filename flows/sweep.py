@@ -2,7 +2,6 @@
 evaluated on test and registered as a run directory with Optuna's plots."""
 from __future__ import annotations
 
-import sys
 import time
 
 from cluster.connect import dask_runner_kwargs, ensure_ray, quiet_env, ray_resources
@@ -14,11 +13,12 @@ from prefect import flow, task  # noqa: E402
 from prefect_dask import DaskTaskRunner  # noqa: E402
 
 from cluster.settings import load_settings, redact_url  # noqa: E402
-from flows.common import preprocess_task, publish_summary  # noqa: E402
+from flows.common import logged, preprocess_task, publish_summary  # noqa: E402
 from tasks import tracking  # noqa: E402
 from tasks.data import Prepared  # noqa: E402
 from tasks.data.sources import hide_source  # noqa: E402
 from tasks.errors import UserError  # noqa: E402
+from tasks.progress import say  # noqa: E402
 from tasks.spec import Spec, validate  # noqa: E402
 from tasks.sweep import check_space, existing_trials  # noqa: E402
 from tasks.train import fit_parallel  # noqa: E402
@@ -39,17 +39,19 @@ def optimize_task(spec: Spec, prepared: Prepared, study: str, storage_url: str, 
 
 
 @task(name="register-best")
-def register_best_task(spec: Spec, prepared: Prepared, study: str, storage_url: str, wandb_mode: str) -> dict:
+def register_best_task(spec: Spec, prepared: Prepared, study: str, storage_url: str, wandb_mode: str,
+                       run_id: str | None = None) -> dict:
     """Evaluate the best trial's weights on the test split and register them as a run directory."""
     from tasks.sweep.best import register_best
 
-    return register_best(spec, prepared, study, storage_url, load_settings().home, wandb_mode)
+    return register_best(spec, prepared, study, storage_url, load_settings().home, wandb_mode, run_id)
 
 
 @flow(name="conductor-sweep", persist_result=False, log_prints=False,
       task_runner=DaskTaskRunner(**dask_runner_kwargs(load_settings())))
+@logged
 def sweep_flow(spec: dict, study: str | None = None, trials: int | None = None, parallel: int | None = None,
-               resume: bool = False) -> dict:
+               resume: bool = False, run_id: str | None = None) -> dict:
     """preprocess once (Dask) → trials on Ray (Optuna) → best model on test → registered run directory."""
     t0 = time.perf_counter()
     spec_obj = validate(spec)
@@ -68,7 +70,7 @@ def sweep_flow(spec: dict, study: str | None = None, trials: int | None = None, 
     timings["preprocess_s"] = prepared.seconds
     parallel, note = fit_parallel(parallel or spec_obj.sweep.parallel, ray_resources()[0])
     if note:
-        print(f"note: {note}", file=sys.stderr)
+        say(f"note: {note}")
     outcome = optimize_task(spec_obj, prepared, study_name, storage_url, n_trials, parallel, resume, wandb_mode)
     c, timings = outcome["counts"], {**timings, **outcome["timings"]}
     summary = {"name": spec_obj.name, "study": study_name, "storage": redact_url(storage_url), "parallel": parallel,
@@ -77,7 +79,7 @@ def sweep_flow(spec: dict, study: str | None = None, trials: int | None = None, 
                "trials": {k: c[k] for k in ("complete", "pruned", "failed")}}
     if c["complete"]:
         t1 = time.perf_counter()
-        summary.update(register_best_task(spec_obj, prepared, study_name, storage_url, wandb_mode))
+        summary.update(register_best_task(spec_obj, prepared, study_name, storage_url, wandb_mode, run_id))
         timings["register_s"] = time.perf_counter() - t1
     summary["flow_s"] = timings["flow_s"] = time.perf_counter() - t0
     summary["timings"] = timings
@@ -85,7 +87,10 @@ def sweep_flow(spec: dict, study: str | None = None, trials: int | None = None, 
     return summary
 
 
-def run_sweep(spec: Spec, study: str | None, trials: int | None, parallel: int | None, resume: bool) -> dict:
+def run_sweep(spec: Spec, study: str | None, trials: int | None, parallel: int | None, resume: bool,
+              run_id: str | None = None) -> dict:
+    """The sweep flow on the configured Dask cluster; `run_id` names the best trial's run directory (and
+    its repro record, left by the CLI under CONDUCTOR_HOME/.repro)."""
     runner = DaskTaskRunner(**dask_runner_kwargs(load_settings()))
     return sweep_flow.with_options(task_runner=runner)(spec=hide_source(spec).model_dump(mode="json"), study=study,
-                                                       trials=trials, parallel=parallel, resume=resume)
+                                                       trials=trials, parallel=parallel, resume=resume, run_id=run_id)

@@ -2,14 +2,41 @@
 
 Ray's own log forwarding carries every INFO line of Ray Train and Ray Data with it; a file of our
 own carries only what a user wants to see while training runs.
+
+Every line meant for the user goes through `say`: stderr, and whatever sink a flow adds with `echo_to`
+(the Prefect run logger, so a flow run's Logs tab tells the same story as the terminal).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+_SINKS: list[Callable[[str], None]] = []
+
+
+def say(text: str, out=None) -> None:
+    """One line for the user: on stderr (or `out`), and to every sink added by `echo_to`."""
+    print(text, file=out or sys.stderr, flush=True)
+    for sink in list(_SINKS):
+        try:
+            sink(text)
+        except Exception:  # noqa: BLE001 - a log sink never stops the work it reports on
+            pass
+
+
+@contextlib.contextmanager
+def echo_to(sink: Callable[[str], None]):
+    """While inside, every `say` line also goes to `sink` (from any thread of this process)."""
+    _SINKS.append(sink)
+    try:
+        yield
+    finally:
+        _SINKS.remove(sink)
 
 
 def append(path: str | Path | None, record: dict) -> None:
@@ -56,7 +83,7 @@ class Follower:
                     record = json.loads(line)
                     text = f"note: {record['text']}" if record.get("kind") == "note" else self.render(record)
                     if text:
-                        print(text, file=self.out, flush=True)
+                        say(text, self.out)
         except FileNotFoundError:
             pass
 

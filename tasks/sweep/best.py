@@ -11,7 +11,9 @@ from cluster.settings import redact_url
 
 from .. import tracking
 from ..data import Prepared
+from ..names import check_name
 from ..runs import new_run, new_run_id, register
+from ..runs.repro import attach_repro
 from ..spec import Spec
 from .objective import trial_dir
 from .plots import study_plots
@@ -20,13 +22,14 @@ from .storage import counts, make_storage
 
 
 def register_best(spec: Spec, prepared: Prepared, study_name: str, storage_url: str, home: Path,
-                  wandb_mode: str) -> dict:
-    """Evaluate the best trial's weights on the test split and register them as a run directory."""
+                  wandb_mode: str, run_id: str | None = None) -> dict:
+    """Evaluate the best trial's weights on the test split and register them as a run directory (named
+    `run_id` when the CLI chose it, with the repro record it left for that id)."""
     import torch
 
     from models import build_model
 
-    from ..evaluate import evaluate
+    from ..evaluate import evaluate, score_baselines, verdict
     from ..train import local_batches
     from ..train.checkpoint import read_progress
 
@@ -35,31 +38,35 @@ def register_best(spec: Spec, prepared: Prepared, study_name: str, storage_url: 
     spec_t = trial_spec(spec.model_dump(mode="json"), best.params)
     prep = prepared.preprocessor
     src = trial_dir(home, spec.name, study_name, best.number)
-    model = build_model(spec_t.model.name, prep.input_shape, prep.output_dim, prep.task, spec_t.model.params)
+    model = build_model(spec_t.model.name, prep.input_shape, prep.output_dim, prep.task, spec_t.model.params,
+                        target_index=prep.target_index)
     model.load_state_dict(torch.load(src / "model.pt", weights_only=True))
     progress = read_progress(src).to_dict()
     c = counts(study)
     info = {"study": study_name, "storage": redact_url(storage_url),
             "best": {"trial": best.number, "params": best.params, "value": best.value},
             "trials": {k: c[k] for k in ("complete", "pruned", "failed")}}
-    run_dir = home / spec.name / new_run_id()
+    run_dir = home / spec.name / check_name(run_id or new_run_id(), "run_id")
     with new_run(home, spec.name, run_dir.name) as stage:
         result = evaluate(model, local_batches(prepared.path("test"), prep.n_inputs, prep.task), prep,
                           progress["history"], stage, seed=spec_t.train.seed)
         torch.save(model.state_dict(), stage / "model.pt")
         plots = study_plots(study, stage / "sweep")
         (stage / "sweep.json").write_text(json.dumps(info, indent=2))
-        metrics = register(stage, spec_t, prep, progress, result["metrics"],
-                           extra_metrics={f"best/{spec.sweep.metric}": best.value}, extra_html={"sweep": plots["html"]})
-        wb = _summary_run(spec, study_name, wandb_mode, home, best, metrics, info, stage, plots["png"])
-    return {"run_dir": str(run_dir), "metrics": metrics, "wandb": wb, **info}
+        extra = {f"best/{spec.sweep.metric}": best.value, **score_baselines(prepared, prep, spec)}
+        metrics = register(stage, spec_t, prep, progress, result["metrics"], extra_metrics=extra,
+                           extra_html={"sweep": plots["html"]})
+        repro = attach_repro(stage, home, run_dir.name, spec_t, prep)
+        wb = _summary_run(spec, study_name, wandb_mode, home, best, metrics, info, stage, plots["png"], repro)
+    return {"run_dir": str(run_dir), "metrics": metrics, "wandb": wb, "verdict": verdict(prep.task, metrics), **info}
 
 
 def _summary_run(spec: Spec, study_name: str, mode: str, home: Path, best, metrics: dict, info: dict,
-                 stage: Path, pngs: list[str]) -> dict:
+                 stage: Path, pngs: list[str], repro: dict) -> dict:
     run = tracking.start(spec.tracking.wandb.project, mode, home, name=f"{study_name}-summary", group=study_name,
                          job_type="sweep-summary", entity=spec.tracking.wandb.entity,
-                         config={"best_params": best.params, "study": study_name, "spec": spec.model_dump(mode="json")})
+                         config={"best_params": best.params, "study": study_name, "spec": spec.model_dump(mode="json"),
+                                 "repro": repro})
     if run is not None:
         import wandb
 
@@ -67,4 +74,5 @@ def _summary_run(spec: Spec, study_name: str, mode: str, home: Path, best, metri
                             **{f"trials/{k}": v for k, v in info["trials"].items()}})
         run.log({f"sweep/{Path(p).stem}": wandb.Image(str(stage / p)) for p in pngs})
         run.finish()
+        (stage / "wandb.json").write_text(json.dumps({"mode": mode, "run_dir": tracking.run_dir(run), "id": run.id}))
     return {"mode": mode, "run_dir": tracking.run_dir(run)}

@@ -6,14 +6,13 @@ and here it becomes `optuna.TrialPruned`.
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 
 from ..data import Prepared
-from ..progress import Follower, format_row
+from ..progress import Follower, format_row, say
 from ..spec import Spec
 from ..train import Tracking
 from .reporter import TrialHook
@@ -62,8 +61,8 @@ def objective(trial: optuna.Trial, ctx: SweepContext) -> float:
     if prog.stopped in ("pruned", "diverged"):  # a diverged trial is stopped like a pruned one, not retried
         why = f"diverged ({prog.diverged})" if prog.diverged else f"pruned after {prog.epoch} epochs"
         trial.set_user_attr("diverged", prog.diverged or None)
-        print(f"[t{trial.number}] {why}", file=sys.stderr, flush=True)
+        say(f"[t{trial.number}] {why}")
         raise optuna.TrialPruned()
     value = next(r for r in prog.history if r["epoch"] == prog.best_epoch)[sweep.metric]
-    print(f"[t{trial.number}] {sweep.metric} {value:.4f}  {params}", file=sys.stderr, flush=True)
+    say(f"[t{trial.number}] {sweep.metric} {value:.4f}  {params}")
     return value

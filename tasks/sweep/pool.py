@@ -17,6 +17,7 @@ from pathlib import Path
 
 import optuna
 
+from ..progress import say
 from ..spec import Spec
 from .objective import SweepContext
 from .space import suggest, trial_spec
@@ -236,7 +237,7 @@ def _ask_run_tell(ctx: SweepContext, study: optuna.Study, n_trials: int, stop: t
                 if not inflight:
                     raise RuntimeError(f"{len(in_a_row)} trials failed in a row; the last one: {in_a_row[-1]}")
             if done or time.monotonic() - live.shown > 15:
-                print(live.line(counts(study)), file=sys.stderr, flush=True)
+                say(live.line(counts(study)))
 
 
 def surplus(study: optuna.Study, trial: optuna.trial.Trial, n_trials: int) -> bool:
@@ -268,8 +269,7 @@ def _settle(ref, actor, trial, params: dict, ctx: SweepContext, study: optuna.St
         retries = int(trial.user_attrs.get("retries", 0))
         if lost and retries < MAX_RETRY:  # the worker died, not the trial's code: run it again elsewhere
             study.enqueue_trial(params, user_attrs={"retries": retries + 1, "retry_of": trial.number})
-        print(f"[t{trial.number}] failed ({reason})" + ("; re-queued on a fresh worker" if lost else ""),
-              file=sys.stderr, flush=True)
+        say(f"[t{trial.number}] failed ({reason})" + ("; re-queued on a fresh worker" if lost else ""))
         return (pool.replace(actor), None) if lost else (actor, reason)
     prog = res["progress"]
     trial.set_user_attr("epochs", prog["epoch"])
@@ -278,9 +278,9 @@ def _settle(ref, actor, trial, params: dict, ctx: SweepContext, study: optuna.St
     if res["state"] == "pruned":
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         why = f"diverged ({prog['diverged']})" if prog.get("diverged") else f"pruned after {prog['epoch']} epochs"
-        print(f"[t{trial.number}] {why}", file=sys.stderr, flush=True)
+        say(f"[t{trial.number}] {why}")
     else:
         study.tell(trial, res["value"])
-        print(f"[t{trial.number}] {ctx.spec.sweep.metric} {res['value']:.4f}  {params}", file=sys.stderr, flush=True)
+        say(f"[t{trial.number}] {ctx.spec.sweep.metric} {res['value']:.4f}  {params}")
     live.finished(res["value"])
     return actor, None

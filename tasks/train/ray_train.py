@@ -7,7 +7,6 @@ scores the test split, so its metrics and plots reach the run's own W&B run.
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 import torch
 
 from ..data import Prepared
+from ..progress import say
 from ..spec import Spec
 from ..staged import claim_ray_storage, release_ray_storage
 from .batches import shard_batches
@@ -83,7 +83,7 @@ def train_loop(config: dict) -> None:
     torch.set_num_threads(job.threads)
     device = ray.train.torch.get_device()
     model = build_model(spec.model.name, prep.input_shape, prep.output_dim, prep.task, spec.model.params,
-                        class_weight=prep.class_weight)
+                        class_weight=prep.class_weight, target_index=prep.target_index)
     net = ray.train.torch.prepare_model(LossModule(model))  # (1) DDP when world > 1, moved to device
     splits = ["train"] + ["val"] * job.has_val + ["test"] * job.evaluate  # a trial never reads test
     shard = {s: ray.train.get_dataset_shard(s) for s in splits}  # (2) this worker's share of the rows
@@ -120,8 +120,9 @@ def _datasets(prepared: Prepared, evaluate: bool, has_val: bool) -> dict:
 
 def train_on_ray(spec: Spec, prepared: Prepared, out_dir: Path, home: Path, tracking: Tracking,
                  hook: HookFactory | None = None, share: int = 1, progress_path: str | None = None,
-                 evaluate: bool = True) -> Trained:
-    """Fit `spec` on the prepared Parquet with Ray Train; copies the final checkpoint into out_dir."""
+                 evaluate: bool = True, baselines: dict | None = None) -> Trained:
+    """Fit `spec` on the prepared Parquet with Ray Train; copies the final checkpoint into out_dir.
+    `baselines` (baseline/<name>/<metric>) join the test metrics in rank 0's W&B summary."""
     import ray.train
 
     from cluster.connect import ray_resources
@@ -129,10 +130,11 @@ def train_on_ray(spec: Spec, prepared: Prepared, out_dir: Path, home: Path, trac
     t0 = time.perf_counter()
     plan = plan_workers(spec.train.workers, spec.train.use_gpu, *ray_resources(), share=share)
     if plan.note:
-        print(f"note: {plan.note}", file=sys.stderr)
+        say(f"note: {plan.note}")
     has_val = prepared.preprocessor.counts["val"] > 0
     job = TrainJob(spec.model_dump(mode="json"), prepared.preprocessor, str(home), tracking, has_val,
-                   evaluate=evaluate, threads=max(1, int(plan.cpu)), progress_path=progress_path, hook=hook)
+                   evaluate=evaluate, threads=max(1, int(plan.cpu)), progress_path=progress_path, hook=hook,
+                   baselines=baselines or {})
     storage = claim_ray_storage(home, tracking.name).parent  # a killed run's folder goes with the next command
     trainer = _trainer_class()(
         train_loop, train_loop_config={"job": job}, datasets=_datasets(prepared, evaluate, has_val),

@@ -46,12 +46,17 @@ def test_warm_sweep_finishes_exactly_and_tracks_every_trial(engines, home):
     import ray
     from wandb_files import read_run
 
+    from tasks.progress import echo_to
     from tasks.sweep.optimize import optimize
 
-    ctx = context(home, "warm-exact")
-    out = optimize(ctx, n_trials=4, resume=False)
+    ctx, lines = context(home, "warm-exact"), []
+    with echo_to(lines.append):  # what a flow copies to its Prefect run log (flows/common.py `logged`)
+        out = optimize(ctx, n_trials=4, resume=False)
     study = optuna.load_study(study_name="warm-exact", storage=make_storage(ctx.storage_url, heartbeat=False))
     assert len(finished(study)) == 4 and out["counts"]["failed"] == 0
+    for t in finished(study):  # each trial's outcome is one line of the run's story
+        assert any(line.startswith(f"[t{t.number}] ") for line in lines), (t.number, lines)
+    assert any(line.startswith("trials 4/4:") for line in lines), lines
     for t in finished(study):
         steps = sorted(t.intermediate_values)
         assert steps == list(range(1, len(steps) + 1))  # every epoch reached the trial
