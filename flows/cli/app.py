@@ -9,9 +9,21 @@ import sys
 import traceback
 
 import typer
+from typer.core import TyperGroup
+
+ORDER = ("run", "sweep", "predict", "serve", "dashboard", "runs", "show", "compare", "rerun", "sync", "submit",
+         "cluster")
+
+
+class _Ordered(TyperGroup):
+    """`conductor --help` lists the commands in the order a user meets them, not in import order."""
+
+    def list_commands(self, ctx):
+        return sorted(super().list_commands(ctx), key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER))
+
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+    cls=_Ordered, add_completion=False, no_args_is_help=True, rich_markup_mode=None,
     help="Run deep-learning experiments from one spec file: Prefect flows, Dask preprocessing, "
          "Ray Train, Optuna sweeps, W&B tracking. See experiments/ for specs.",
 )
