@@ -23,6 +23,10 @@ from tasks.sweep import make_storage
 pytestmark = pytest.mark.e2e
 
 PG = "postgres@127.0.0.1:5432"
+# Sentinels a user's environment carries into cluster mode: the Optuna storage's password (PostgreSQL trusts
+# 127.0.0.1 here, so any password connects) and a W&B key. Neither may reach a file, a log, an output, or
+# anything the Prefect API holds.
+STORAGE_PW, WANDB_KEY = (f"Sentinel{w}{uuid.uuid4().hex[:10]}" for w in ("Pg", "Key"))
 
 
 @pytest.fixture
@@ -259,11 +263,22 @@ def check_secrets_stay_secret(home, profile: dict, outputs) -> None:
         assert auth not in text and token not in text, log
     for out in outputs:
         assert auth not in out.stdout + out.stderr and token not in out.stdout + out.stderr
-    req = urllib.request.Request(f"{profile['prefect_api_url']}/flow_runs/filter", data=b"{}", method="POST",
-                                 headers={"Content-Type": "application/json", **basic_auth(auth)})
-    with urllib.request.urlopen(req, timeout=10) as r:
-        runs = r.read().decode()
-    assert '"parameters"' in runs and auth not in runs and token not in runs
+        assert STORAGE_PW not in out.stdout + out.stderr and WANDB_KEY not in out.stdout + out.stderr
+    held = {}
+    for what in ("flow_runs", "deployments", "logs"):  # parameters, job variables, and every log line (INFO)
+        req = urllib.request.Request(f"{profile['prefect_api_url']}/{what}/filter", data=b"{}", method="POST",
+                                     headers={"Content-Type": "application/json", **basic_auth(auth)})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            held[what] = r.read().decode()
+    assert '"parameters"' in held["flow_runs"] and "epoch" in held["logs"] and "summary of" in held["logs"]
+    for what, text in held.items():
+        for secret in (auth, token, STORAGE_PW, WANDB_KEY):
+            assert secret not in text, (what, secret[:8])
+    # the user's own secrets: in no file under the home but the 0600 one that holds the clients' credentials
+    for f in home.rglob("*"):
+        if f.is_file() and f != cluster / "secrets.json":
+            blob = f.read_bytes()
+            assert STORAGE_PW.encode() not in blob and WANDB_KEY.encode() not in blob, f
 
 
 def kill_service(home, service: str) -> None:
@@ -323,7 +338,8 @@ def test_cluster_up_submit_sweep_down(tmp_path, postgres_db):
     home = tmp_path / "runs"
     name = f"cluster-{uuid.uuid4().hex[:6]}"
     env = {"CONDUCTOR_HOME": str(home), "CONDUCTOR_PREFECT_DB": f"postgresql+asyncpg://{PG}/{postgres_db}",
-           "CONDUCTOR_OPTUNA_STORAGE": f"postgresql+psycopg2://{PG}/test"}
+           "CONDUCTOR_OPTUNA_STORAGE": f"postgresql+psycopg2://postgres:{STORAGE_PW}@127.0.0.1:5432/test",
+           "WANDB_API_KEY": WANDB_KEY}
     spec = write_spec(tmp_path / "spec.yaml", {
         "name": name,
         "data": {"source": "builtin:digits", "target": "label", "shape": [1, 8, 8]},

@@ -1,4 +1,5 @@
-"""Sweeps as a user runs them: kill -9 mid-way and --resume, and the dashboard in a real browser."""
+"""Sweeps as a user runs them: kill -9 mid-way and --resume, two processes on one study, and the dashboard
+in a real browser."""
 from __future__ import annotations
 
 import json
@@ -161,3 +162,54 @@ def test_dashboard_shows_the_study_in_a_browser(tmp_path):
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_two_sweep_processes_share_one_study_and_end_with_exactly_its_trials(tmp_path):
+    """Two `conductor sweep --resume` processes (each with its own Ray) on one PostgreSQL study and one
+    CONDUCTOR_HOME, started together: together they finish exactly --trials, no trial runs twice, and each
+    registers the study's best trial, wherever it ran."""
+    import uuid
+
+    import psycopg2
+
+    try:
+        psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="test", connect_timeout=5).close()
+    except psycopg2.OperationalError as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL on 127.0.0.1:5432 is needed in CI: {e}")
+        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432 ({e})")
+    home, study = tmp_path / "runs", f"pair-{uuid.uuid4().hex[:6]}"
+    url = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+    spec = write_spec(tmp_path / "pair.yaml", {**SPEC, "name": "pair", "train": {**SPEC["train"], "epochs": 20}})
+    env = {**os.environ, "CONDUCTOR_HOME": str(home)}
+    env.pop("CONDUCTOR_DASK_ADDRESS", None)
+    cmd = [sys.executable, "-m", "flows", "sweep", str(spec), "--resume", "--study", study, "--storage", url,
+           "--trials", "4", "--parallel", "1", "--json"]
+    procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True) for _ in range(2)]
+    try:
+        outs = [p.communicate(timeout=600) for p in procs]
+        for p, (_, err) in zip(procs, outs, strict=True):
+            assert p.returncode == 0, err[-3000:]
+        ran = optuna.load_study(study_name=study, storage=make_storage(url, heartbeat=False)).get_trials()
+        finished = [t for t in ran if t.state in DONE]
+        assert len(finished) == 4, [(t.number, t.state) for t in ran]
+        for t in ran:  # a trial that gave way as surplus never trained; none failed otherwise
+            if t.state not in DONE:
+                assert t.system_attrs.get("fail_reason", "").startswith("surplus") and not t.intermediate_values
+        assert len({t.number for t in finished}) == 4
+        nodes = [t.user_attrs.get("node_id") for t in finished]
+        assert len(set(nodes)) == 2, nodes  # both processes trained (each has its own Ray node)
+        best = max(t.value for t in finished if t.value is not None)
+        for out, _ in outs:  # each waited for the other's trials: both register the study's best
+            summary = json.loads(out.strip().splitlines()[-1])
+            assert summary["best"]["value"] == best and Path(summary["run_dir"]).is_dir()
+        assert not list(home.rglob(".tmp-*"))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+        try:
+            optuna.delete_study(study_name=study, storage=make_storage(url, heartbeat=False))
+        except KeyError:
+            pass
