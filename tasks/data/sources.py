@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import re
+import warnings
 from contextlib import contextmanager
 from urllib.parse import unquote
 
@@ -21,6 +22,9 @@ from .locate import check_header, find_value, is_parse_error, locate_error
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst", ".tsv")
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 SYNTHETIC_KEYS = {"rows", "features", "informative", "classes", "weights", "noise", "seed", "partitions"}
+# pandas' "Columns (0: a) have mixed types" is printed from a reader deep inside dask, before conductor's own
+# line that names the file, line, column and value (tasks/data/locate.py): it adds nothing but noise
+warnings.filterwarnings("ignore", category=pd.errors.DtypeWarning)
 SOURCE_ENV = "CONDUCTOR_SOURCE_"  # + hash of the masked URL: the real one, in this process's environment only
 
 

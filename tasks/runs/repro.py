@@ -164,6 +164,10 @@ def discard_pending(home: Path, run_id: str) -> None:
     path = pending_path(home, run_id)
     path.unlink(missing_ok=True)
     path.with_suffix(".patch").unlink(missing_ok=True)
+    try:  # a refused run leaves nothing under the home, not even the empty folder
+        path.parent.rmdir()
+    except OSError:  # another command's record is waiting there, or it is gone already
+        pass
 
 
 def _pending(home: Path, run_id: str) -> tuple[dict | None, str]:
