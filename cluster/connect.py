@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from pathlib import Path
 
 from .settings import Settings, SettingsError, client_env
 
@@ -40,6 +41,19 @@ def quiet_env() -> None:
         os.environ.setdefault(k, v)
 
 
+RAY_TMP = ".ray"
+# Ray's sockets live at <temp>/session_<date>_<time>_<micro>_<pid>/sockets/plasma_store: ~62 characters more,
+# under the 107 of a Unix socket path. A home deeper than this keeps Ray's default, /tmp/ray.
+RAY_TMP_MAX = 44
+
+
+def ray_temp_dir(home: Path) -> Path | None:
+    """Where Ray keeps its sessions (sockets, logs, spilled objects): under CONDUCTOR_HOME when the path is
+    short enough for Ray's Unix sockets, else None (Ray's /tmp/ray)."""
+    path = Path(home) / RAY_TMP
+    return path if len(str(path)) <= RAY_TMP_MAX else None
+
+
 def ensure_ray(settings: Settings, num_cpus: int | None = None) -> dict:
     """ray.init once per process: the cluster's address when set, else a local instance. Returns timings."""
     quiet_env()  # before `import ray`: RAY_AUTH_MODE is read when ray._raylet loads
@@ -67,6 +81,9 @@ def ensure_ray(settings: Settings, num_cpus: int | None = None) -> dict:
             raise SettingsError(f"CONDUCTOR_RAY_ADDRESS: cannot reach Ray at {settings.ray_address!r} ({e})") from None
     else:
         # "local": a fresh instance even when `ray start` left /tmp/ray/ray_current_cluster behind
+        if (temp := ray_temp_dir(settings.home)) is not None:
+            temp.mkdir(parents=True, exist_ok=True)
+            kwargs["_temp_dir"] = str(temp)
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), **kwargs)
     import ray.data
 

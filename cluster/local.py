@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from . import credentials, zombies
+from .connect import ray_temp_dir
 from .processes import (
     LOOPBACK,
     Service,
@@ -170,8 +171,10 @@ class LocalCluster:
                     "--runtime-env-agent-port", str(p["runtime_env_agent"]),
                     "--node-manager-port", str(p["node_manager"]), "--object-manager-port", str(p["object_manager"])]
 
+        temp = ray_temp_dir(home())  # the worker node joins the head's temp dir (Ray allows it on the head only)
         procs["ray-head"] = self._spawn("ray-head", [bin_path("ray"), "start", "--head", "--port", str(ports["ray"]),
                                                      "--include-dashboard", "false",
+                                                     *(["--temp-dir", str(temp)] if temp else []),
                                                      "--ray-client-server-port", str(ray_ports["head"]["client"]),
                                                      *common, *ray_args("head")], env=ray_env)
         procs["dask-scheduler"] = self._spawn("dask-scheduler", [

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -92,7 +94,29 @@ def clean_leftovers(home: Path) -> list[Path]:
         if pid.isdigit() and not alive(int(pid)):
             release_ray_storage(home, run.name)
             removed.append(run)
+    prune_ray_sessions(home)
     return removed
+
+
+SESSION = re.compile(r"session_\d{4}-\d\d-\d\d_[\d_-]+")
+RAY_SESSIONS_KEPT = 3  # the newest ended sessions' logs stay for a look after a failure
+
+
+def prune_ray_sessions(home: Path) -> None:
+    """Ray never removes a session folder (logs, sockets, spilled objects; ~2 MB each) under CONDUCTOR_HOME/.ray:
+    those no running process names on its command line go, but for the newest few. Not reported: every
+    finished run leaves one."""
+    import psutil
+
+    sessions = sorted((Path(home) / ".ray").glob("session_2*"), key=lambda p: p.name)
+    if len(sessions) <= RAY_SESSIONS_KEPT:
+        return
+    named = set()
+    for p in psutil.process_iter(["cmdline"]):
+        named.update(SESSION.findall(" ".join(p.info.get("cmdline") or [])))
+    ended = [s for s in sessions if s.name not in named and time.time() - s.stat().st_mtime > 60]
+    for session in ended[:-RAY_SESSIONS_KEPT]:
+        shutil.rmtree(session, ignore_errors=True)
 
 
 

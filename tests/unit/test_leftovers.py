@@ -38,3 +38,30 @@ def test_a_staged_directory_carries_its_owner(tmp_path):
     with staged(tmp_path / "out") as tmp:
         assert f"-{os.getpid()}-" in tmp.name and clean_leftovers(tmp_path) == []
     assert (tmp_path / "out").is_dir()
+
+
+def test_ended_ray_sessions_under_the_home_go_but_the_newest_and_the_live_ones(tmp_path):
+    """Ray never removes its session folders: CONDUCTOR_HOME/.ray keeps the newest ended ones and every one a
+    running process names (a raylet's --session_dir=...), and loses the rest."""
+    import time
+
+    from cluster.connect import ray_temp_dir
+    from tasks.staged import RAY_SESSIONS_KEPT, prune_ray_sessions
+
+    home = tmp_path / "runs"
+    names = [f"session_2026-01-0{d}_10-00-00_000000_{100 + d}" for d in range(1, 8)]
+    for name in names:
+        (home / ".ray" / name / "logs").mkdir(parents=True)
+        old = time.time() - 3600
+        os.utime(home / ".ray" / name, (old, old))
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)",
+                             f"--session_dir={home / '.ray' / names[0]}"])
+    try:
+        prune_ray_sessions(home)
+    finally:
+        live.kill()
+        live.wait()
+    left = sorted(p.name for p in (home / ".ray").iterdir())
+    assert left == [names[0], *names[-RAY_SESSIONS_KEPT:]]
+    assert ray_temp_dir(tmp_path) == tmp_path / ".ray" or len(str(tmp_path / ".ray")) > 44
+    assert ray_temp_dir(tmp_path / ("d" * 60)) is None  # too deep for Ray's Unix sockets: Ray's /tmp/ray

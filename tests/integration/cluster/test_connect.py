@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -26,3 +27,11 @@ def test_a_driver_that_imported_ray_first_still_authenticates(tmp_path):
     done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, cwd=ROOT, env=env,
                           timeout=240)
     assert done.returncode == 0 and done.stdout.strip().splitlines()[-1] == "42", done.stderr[-2000:]
+
+
+def test_ray_keeps_its_session_under_the_home(engines, home):
+    """Ray's sockets, logs and spilled objects live under CONDUCTOR_HOME/.ray, not /tmp/ray."""
+    import ray
+
+    session = Path(ray._private.worker.global_worker.node.get_session_dir_path())
+    assert session.parent == home / ".ray" and session.is_dir()
