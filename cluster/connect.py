@@ -114,4 +114,5 @@ def dask_runner_kwargs(settings: Settings) -> dict:
         # the cluster's certificate (CONDUCTOR_DASK_TLS, from the profile), or dask's own distributed.comm.tls settings
         return {"address": settings.dask_address, "client_kwargs": {"security": security(settings.dask_tls)}}
     return {"cluster_kwargs": {"processes": False, "n_workers": 1, "threads_per_worker": max(2, os.cpu_count() or 2),
-                               "dashboard_address": ":0"}}  # None still binds 8787
+                               "dashboard_address": ":0",  # None still binds 8787
+                               "local_directory": str(settings.home / ".dask")}}  # its spill space, not /tmp

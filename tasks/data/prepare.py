@@ -2,10 +2,14 @@
 
 Every statistic is fitted on the train split only and kept in a `Preprocessor` saved as
 `preprocessor.json`. The output lands in runs/.cache/<fingerprint>/ and a re-run with the same
-source and spec reuses it.
+source and spec reuses it. The cache key is the data spec, each file's content (tasks/data/sources.py
+`content_digest`) and the preprocessing code's VERSION; an entry appears whole (staged, renamed) or not at
+all, and the least recently used entries go once the cache passes CONDUCTOR_CACHE_MAX_GB (default 20).
 """
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -66,7 +70,37 @@ def preprocess(data: Data, home: Path, log=print, warn=say_warning) -> Prepared:
         log(f"preprocess: {prep.counts} rows, {len(prep.columns)} columns in {prepared.seconds:.1f}s")
     for message in prepared.preprocessor.warnings:
         warn(message)
+    evict(final.parent, keep=final)
     return prepared
+
+
+CACHE_MAX_GB = 20.0  # CONDUCTOR_CACHE_MAX_GB overrides
+IN_USE_S = 3600  # an entry used this recently may feed a running training (Ray Data reads its Parquet): kept
+
+
+def _size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def evict(cache: Path, keep: Path, now: float | None = None) -> list[Path]:
+    """Least recently used entries of the cache go until it holds at most CONDUCTOR_CACHE_MAX_GB; the entry
+    in use and those used within the last hour stay (the cache may then stay over its limit). Returns them."""
+    now = time.time() if now is None else now
+    os.utime(keep)  # "used now": the modification time of an entry's folder is its last use
+    limit = float(os.environ.get("CONDUCTOR_CACHE_MAX_GB", CACHE_MAX_GB)) * 2**30
+    entries = sorted((p for p in cache.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                     key=lambda p: p.stat().st_mtime)
+    sizes = {p: _size(p) for p in entries}
+    total, removed = sum(sizes.values()), []
+    for entry in entries:
+        if total <= limit:
+            break
+        if entry == keep or now - entry.stat().st_mtime < IN_USE_S:
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        total -= sizes[entry]
+        removed.append(entry)
+    return removed
 
 
 def _build(ddf: dd.DataFrame, dtypes: dict, data: Data, final: Path, home: Path) -> Preprocessor:

@@ -242,15 +242,46 @@ def load_source(data: Data) -> dd.DataFrame:
     return read_table(data.source)
 
 
+CHUNK = 8 * 2**20
+# what object stores and HTTP servers report as a hash of a file's bytes (S3/GCS/Azure/HTTP, via fsspec)
+REMOTE_CHECKSUMS = ("ETag", "etag", "checksum", "md5Hash", "md5", "crc32c", "content_md5")
+
+
+def _byte_hasher():
+    try:  # xxh3: ~25 GB/s here, against sha1's ~2 GB/s: the hash stays far under 10% of preprocessing
+        import xxhash
+
+        return xxhash.xxh3_128()
+    except ImportError:
+        return hashlib.sha1(usedforsecurity=False)
+
+
+def content_digest(fs, path: str, info: dict) -> str:
+    """What a file holds: a hash of its bytes for a local file (read in 8 MB chunks, never whole), else the
+    checksum or ETag its filesystem reports, else (none reported) its size and modification time."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    if isinstance(fs, LocalFileSystem):
+        h = _byte_hasher()
+        with fs.open(path, "rb") as f:
+            while chunk := f.read(CHUNK):
+                h.update(chunk)
+        return f"bytes:{h.hexdigest()}"
+    for key in REMOTE_CHECKSUMS:
+        if info.get(key):
+            return f"{key}:{info[key]}"
+    return f"stat:{info.get('size')}|{info.get('mtime', info.get('LastModified', ''))}"
+
+
 def source_fingerprint(data: Data) -> str:
-    """Hash of what the data is: the data spec plus each file's path, size and mtime."""
+    """Hash of what the data is: the data spec plus each file's path and content (content_digest) — the same
+    size and modification time with other bytes is other data."""
     # data.season only picks a baseline's period: preprocessing, and so the cache, does not depend on it
     h = hashlib.sha256(json.dumps(data.model_dump(exclude={"season"}), sort_keys=True, default=str).encode())
     if not data.source.startswith("builtin:"):
         _, files, fs = expand_source(data.source)
         for f in files:
-            info = fs.info(f)
-            h.update(f"{f}|{info.get('size')}|{info.get('mtime', info.get('LastModified', ''))}".encode())
+            h.update(f"{f}|{content_digest(fs, f, fs.info(f))}".encode())
     return h.hexdigest()[:16]
 
 

@@ -173,3 +173,44 @@ def test_preprocessor_json_of_earlier_runs_still_loads(csv, tmp_path):
     assert again == prep
     rows = messy_frame(seed=3).head(20)
     assert again.transform(rows).equals(prep.transform(rows))
+
+
+def test_the_cache_is_keyed_by_content_not_size_and_mtime(csv, tmp_path):
+    """Same size, same modification time, other bytes: other data, preprocessed again."""
+    import os
+
+    home = tmp_path / "home"
+    first = preprocess(data(csv), home)
+    stat = os.stat(csv)
+    text = csv.read_text()
+    digits = [i for i, c in enumerate(text) if c.isdigit() and text[i - 1] == "." and c != "9"]
+    changed = text[:digits[-1]] + str(int(text[digits[-1]]) + 1) + text[digits[-1] + 1:]  # one digit up
+    csv.write_text(changed)
+    os.utime(csv, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert os.stat(csv).st_size == stat.st_size and os.stat(csv).st_mtime_ns == stat.st_mtime_ns
+    second = preprocess(data(csv), home)
+    assert not second.cached and second.dir != first.dir
+    csv.write_text(text)  # the old bytes again: the old entry serves
+    assert preprocess(data(csv), home).dir == first.dir
+
+
+def test_least_recently_used_cache_entries_go_past_the_limit(tmp_path, monkeypatch):
+    import os
+    import time
+
+    from tasks.data.prepare import IN_USE_S, evict
+
+    cache = tmp_path / ".cache"
+    old = time.time() - 10 * IN_USE_S
+    entries = {}
+    for i, name in enumerate(["oldest", "older", "recent", "current"]):
+        entries[name] = cache / name
+        entries[name].mkdir(parents=True)
+        (entries[name] / "part.parquet").write_bytes(b"x" * 600_000)
+        when = old + i if name in ("oldest", "older") else time.time() - 60
+        os.utime(entries[name], (when, when))
+    (cache / ".tmp-x-1-abc").mkdir()  # a staged entry of a running process: never touched
+    monkeypatch.setenv("CONDUCTOR_CACHE_MAX_GB", str(1.3e6 / 2**30))  # room for two entries
+    removed = evict(cache, keep=entries["current"])
+    assert removed == [entries["oldest"], entries["older"]]  # both must go: "recent" is in use, and stays
+    assert sorted(p.name for p in cache.iterdir()) == [".tmp-x-1-abc", "current", "recent"]
