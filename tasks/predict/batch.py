@@ -1,12 +1,19 @@
-"""Batch inference: a run's preprocessor and model applied to new raw rows on Dask, written atomically."""
+"""Batch inference: a run's preprocessor and model applied to new raw rows, streamed and written atomically.
+
+Rows are read by Dask a few partitions at a time (as many as there are cores), predicted, and appended to
+the output (CSV rows, or Parquet row groups through one writer), so an INPUT larger than memory needs
+memory for a few partitions only. A forecast reads the whole series (its windows cross partitions).
+"""
 from __future__ import annotations
 
 import glob
 import os
-import shutil
+import sys
+import time
 from pathlib import Path
 
-import dask.dataframe as dd
+import dask
+import numpy as np
 import pandas as pd
 
 from ..data import ROW, read_table
@@ -15,9 +22,7 @@ from ..runs.load import load_run
 from ..staged import staged
 from .rows import predict_rows
 
-
-def _partition(pdf: pd.DataFrame, run_dir: str, id_column: str | None) -> pd.DataFrame:
-    return predict_rows(load_run(run_dir), pdf, id_column)  # each Dask worker loads the run once
+PROGRESS_EVERY_S = 5.0  # a progress line at most this often, and only once a prediction takes longer
 
 
 def _local_inputs(input_path: str) -> list[Path]:
@@ -57,24 +62,60 @@ def predict(run_dir: str | Path, input_path: str, out_path: str | Path, id_colum
     if id_column and id_column not in ddf.columns:
         raise UserError(f"--id: column {id_column!r} not in {input_path!r}; columns are {list(ddf.columns)}")
     id_column = id_column or (ROW if ROW in ddf.columns else None)
-    if id_column is None:  # number the rows as they come, across partitions
-        ddf = ddf.assign(row=1).assign(row=lambda d: d["row"].cumsum() - 1)
-        id_column = "row"
-    if prep.task == "forecasting":
-        frame = predict_rows(load_run(run_dir), ddf.compute(), id_column if id_column != "row" else None)
-        result = dd.from_pandas(frame, npartitions=1)
-    else:
-        meta = _partition(ddf._meta.head(0), run_dir, id_column)
-        result = ddf.map_partitions(_partition, run_dir, id_column, meta=meta)
+    run, csv = load_run(run_dir), out_path.name.lower().endswith(".csv")
     with staged(out_path, directory=False) as tmp:
-        if out_path.name.lower().endswith(".csv"):
-            result.to_csv(str(tmp), single_file=True, index=False)
+        if prep.task == "forecasting":  # windows cross partitions: the series is read whole
+            frame = predict_rows(run, ddf.compute(), id_column)
+            rows = _Writer(tmp, csv).write(frame).close()
         else:
-            parts = Path(f"{tmp}.parts")
-            try:
-                result.repartition(npartitions=1).to_parquet(str(parts), write_index=False)
-                os.replace(next(parts.glob("*.parquet")), tmp)
-            finally:
-                shutil.rmtree(parts, ignore_errors=True)
-    rows = len(pd.read_parquet(out_path, columns=[]) if out_path.suffix == ".parquet" else pd.read_csv(out_path, usecols=[0]))
+            rows = _stream(ddf, run, id_column, _Writer(tmp, csv))
     return {"run_dir": run_dir, "input": input_path, "out": str(out_path), "rows": rows, "task": prep.task}
+
+
+class _Writer:
+    """Appends frames to one CSV file or one Parquet file (a row group each); returns the rows written."""
+
+    def __init__(self, path: Path, csv: bool):
+        self.path, self.csv, self.rows, self.parquet = path, csv, 0, None
+
+    def write(self, frame: pd.DataFrame) -> _Writer:
+        if self.csv:
+            frame.to_csv(self.path, mode="a" if self.rows else "w", header=not self.rows, index=False)
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if self.parquet is None:
+                self.parquet = pq.ParquetWriter(self.path, table.schema)
+            self.parquet.write_table(table.cast(self.parquet.schema))
+        self.rows += len(frame)
+        return self
+
+    def close(self) -> int:
+        if self.parquet is not None:
+            self.parquet.close()
+        return self.rows
+
+
+def _stream(ddf, run, id_column: str | None, writer: _Writer) -> int:
+    """Read `ddf` a batch of partitions at a time (read in parallel), predict each, append it: memory holds one
+    batch. Rows without an id column are numbered as they come. Progress, with an estimate, on stderr."""
+    parts = ddf.to_delayed()
+    batch, t0, shown = max(1, os.cpu_count() or 1), time.monotonic(), time.monotonic()
+    first = predict_rows(run, ddf._meta.assign(**({} if id_column else {"row": np.zeros(0, "int64")})),
+                         id_column or "row")
+    for i in range(0, len(parts), batch):
+        for pdf in dask.compute(*parts[i:i + batch]):
+            if id_column is None:
+                pdf = pdf.assign(row=np.arange(writer.rows, writer.rows + len(pdf), dtype="int64"))
+            out = predict_rows(run, pdf, id_column or "row")
+            writer.write(out)
+        done = min(i + batch, len(parts))
+        if time.monotonic() - shown > PROGRESS_EVERY_S and done < len(parts):
+            shown, elapsed = time.monotonic(), time.monotonic() - t0
+            print(f"predict: {done}/{len(parts)} partitions, {writer.rows} rows, {elapsed:.0f}s, "
+                  f"~{elapsed / done * (len(parts) - done):.0f}s left", file=sys.stderr, flush=True)
+    if writer.rows == 0:
+        writer.write(first)  # an empty INPUT: the header (CSV) or the schema (Parquet) alone
+    return writer.close()

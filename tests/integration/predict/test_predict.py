@@ -46,3 +46,32 @@ def test_predict_new_rows_with_unseen_categories_and_an_id(smoke_run, tmp_path):
         new.drop(columns=["plan"]).to_csv(src, index=False)
         predict(smoke_run["run_dir"], str(src), tmp_path / "q.csv")
     assert not (tmp_path / "q.csv").exists()
+
+
+def test_predict_streams_partition_by_partition_in_order(smoke_run, tmp_path, monkeypatch):
+    """Five input files (five partitions), read two at a time: one output file each way, rows numbered across
+    files in input order, the same predictions as one in-memory call, the Parquet written a row group per
+    partition (appended, never gathered), and a progress line with what is left."""
+    import pyarrow.parquet as pq
+
+    from tasks.predict import batch, predict
+    from tasks.predict.rows import predict_rows
+    from tasks.runs.load import load_run
+
+    monkeypatch.setattr(batch, "PROGRESS_EVERY_S", -1.0)
+    monkeypatch.setattr(batch.os, "cpu_count", lambda: 2)
+    frames = [customers(40 + 7 * i, seed=20 + i).drop(columns=["churn", "customer"]) for i in range(5)]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i, frame in enumerate(frames):
+        frame.to_csv(folder / f"part-{i}.csv", index=False)
+    whole = pd.concat(frames, ignore_index=True)
+    want = predict_rows(load_run(smoke_run["run_dir"]), whole.assign(row=np.arange(len(whole))), "row")
+    for out in (tmp_path / "p.parquet", tmp_path / "p.csv"):
+        summary = predict(smoke_run["run_dir"], str(folder / "part-*.csv"), out)
+        got = pd.read_parquet(out) if out.suffix == ".parquet" else pd.read_csv(out)
+        assert summary["rows"] == len(whole) == len(got)
+        assert got["row"].tolist() == list(range(len(whole)))
+        assert got["prediction"].tolist() == want["prediction"].tolist()
+        np.testing.assert_allclose(got["p_leaves"], want["p_leaves"], rtol=0, atol=1e-6)
+    assert pq.ParquetFile(tmp_path / "p.parquet").num_row_groups == 5
