@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from .settings import Settings, SettingsError, client_env
+from .settings import Settings, SettingsError, client_env, home
 
 # Quiet defaults for every engine we start; a user's own setting wins.
 QUIET_ENV = {
@@ -37,8 +37,15 @@ QUIET_ENV = {
 def quiet_env() -> None:
     """Quiet defaults, and the cluster profile's credentials (Prefect's auth string, Ray's token file) where
     Prefect and Ray look for them: every module that imports either calls this first."""
-    for k, v in {**QUIET_ENV, **client_env()}.items():
+    for k, v in {**QUIET_ENV, **client_env(), **home_env()}.items():
         os.environ.setdefault(k, v)
+
+
+def home_env() -> dict[str, str]:
+    """Where Prefect (its profile and the ephemeral API's database) and matplotlib (its font cache) write,
+    unless the user says otherwise: under CONDUCTOR_HOME, not ~/.prefect and ~/.cache."""
+    root = home()
+    return {"PREFECT_HOME": str(root / ".prefect"), "MPLCONFIGDIR": str(root / ".matplotlib")}
 
 
 RAY_TMP = ".ray"

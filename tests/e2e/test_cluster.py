@@ -265,12 +265,14 @@ def check_secrets_stay_secret(home, profile: dict, outputs) -> None:
         assert auth not in out.stdout + out.stderr and token not in out.stdout + out.stderr
         assert STORAGE_PW not in out.stdout + out.stderr and WANDB_KEY not in out.stdout + out.stderr
     held = {}
-    for what in ("flow_runs", "deployments", "logs"):  # parameters, job variables, and every log line (INFO)
+    for what in ("flow_runs", "deployments", "logs", "artifacts"):  # parameters, job variables, every log line
+        # (INFO) and the summaries
         req = urllib.request.Request(f"{profile['prefect_api_url']}/{what}/filter", data=b"{}", method="POST",
                                      headers={"Content-Type": "application/json", **basic_auth(auth)})
         with urllib.request.urlopen(req, timeout=10) as r:
             held[what] = r.read().decode()
     assert '"parameters"' in held["flow_runs"] and "epoch" in held["logs"] and "summary of" in held["logs"]
+    assert "run directory" in held["artifacts"]
     for what, text in held.items():
         for secret in (auth, token, STORAGE_PW, WANDB_KEY):
             assert secret not in text, (what, secret[:8])

@@ -195,10 +195,3 @@ def test_dashboard_no_auth_is_for_loopback_only(tmp_path):
                                 env={"CONDUCTOR_HOME": str(tmp_path / "runs"), "PREFECT_API_URL": None})
     assert result.exit_code == 2 and "--no-auth: only with a loopback --host" in result.stderr
 
-
-def test_the_embedded_dask_spills_under_the_home(home, monkeypatch):
-    for var in ("CONDUCTOR_DASK_ADDRESS", "CONDUCTOR_RAY_ADDRESS", "PREFECT_API_URL"):
-        monkeypatch.delenv(var, raising=False)
-    s = load_settings()
-    assert s.dask_address is None
-    assert dask_runner_kwargs(s)["cluster_kwargs"]["local_directory"] == str(s.home / ".dask")
