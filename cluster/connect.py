@@ -43,15 +43,19 @@ def quiet_env() -> None:
 
 def home_env() -> dict[str, str]:
     """Where Prefect (its profile and the ephemeral API's database) and matplotlib (its font cache) write,
-    unless the user says otherwise: under CONDUCTOR_HOME, not ~/.prefect and ~/.cache."""
+    unless the user says otherwise: under CONDUCTOR_HOME, not ~/.prefect and ~/.cache. A ~/.prefect that
+    exists is the user's own Prefect set-up (`prefect config set`, `prefect cloud login`): it is kept."""
     root = home()
-    return {"PREFECT_HOME": str(root / ".prefect"), "MPLCONFIGDIR": str(root / ".matplotlib")}
+    env = {"MPLCONFIGDIR": str(root / ".matplotlib")}
+    if not (Path.home() / ".prefect").exists():  # a user's own Prefect profile (API URL, Cloud key) stays in use
+        env["PREFECT_HOME"] = str(root / ".prefect")
+    return env
 
 
 RAY_TMP = ".ray"
 # Ray's sockets live at <temp>/session_<date>_<time>_<micro>_<pid>/sockets/plasma_store: ~62 characters more,
-# under the 107 of a Unix socket path. A home deeper than this keeps Ray's default, /tmp/ray.
-RAY_TMP_MAX = 44
+# under the 107 of a Unix socket path with a 7-digit pid. A home deeper than this keeps Ray's /tmp/ray.
+RAY_TMP_MAX = 40
 
 
 def ray_temp_dir(home: Path) -> Path | None:

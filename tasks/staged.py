@@ -95,7 +95,13 @@ def clean_leftovers(home: Path) -> list[Path]:
             release_ray_storage(home, run.name)
             removed.append(run)
     prune_ray_sessions(home)
+    for record in (home / ".repro").glob("*"):  # a killed CLI's pending repro record (its run never registered)
+        if time.time() - record.stat().st_mtime > PENDING_MAX_S:
+            record.unlink(missing_ok=True)
     return removed
+
+
+PENDING_MAX_S = 86400
 
 
 SESSION = re.compile(r"session_\d{4}-\d\d-\d\d_[\d_-]+")

@@ -133,6 +133,10 @@ def compare(
     found = [RunInfo.read(resolve_run(text, home())) for text in runs_]
     metrics, diff = cmp.metric_table(found), cmp.spec_diff(found)
     out = html_path or cmp.default_html_path(home(), found)
+    for r in found:  # a registered run directory is never changed (as `predict --out` refuses too)
+        if out.resolve().is_relative_to(r.dir.resolve()):
+            raise UserError(f"--html: {str(out)!r} is inside the run directory {str(r.dir)!r}; write the page "
+                            "somewhere else")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(cmp.compare_html(found, metrics, diff, cmp.curve_png(found)))

@@ -39,7 +39,7 @@ def rerun_run(original: Path, t0: float | None = None) -> dict:
     from .run import run_spec
 
     before = RunInfo.read(original)
-    spec_obj = _sourced_here(load_spec(before.dir / "spec.yaml", []), before)
+    spec_obj = _as_trained(_sourced_here(load_spec(before.dir / "spec.yaml", []), before), before.dir)
     for note in _code_notes(before):
         print(f"note: {note}", file=sys.stderr)
     summary = run_spec(spec_obj, before.dir / "spec.yaml", t0, rerun_of=f"{before.name}/{before.run_id}")
@@ -50,6 +50,27 @@ def rerun_run(original: Path, t0: float | None = None) -> dict:
     rows = compare_metrics(before.metrics, summary["metrics"], n_test)
     return {**summary, "original": str(before.dir), "comparison": rows, "n_test": n_test,
             "reproduced": bool(rows) and all(r["within"] for r in rows), "reproduction": verdict(rows)}
+
+
+def _as_trained(spec_obj, run_dir: Path):
+    """A model param added after the original run (its model.json does not name it) gets the value that means
+    what the original ran with (the family's saved_defaults, as load_model does), not today's default."""
+    import yaml
+
+    from models.registry import model_class
+
+    try:
+        trained = json.loads((run_dir / "model.json").read_text()).get("params", {})
+        written = (yaml.safe_load((run_dir / "spec.yaml").read_text()).get("model") or {}).get("params") or {}
+        defaults = model_class(spec_obj.model.name).saved_defaults
+    except (OSError, ValueError, KeyError, AttributeError, yaml.YAMLError):
+        return spec_obj
+    older = {k: v for k, v in defaults.items() if k not in trained and k not in written}
+    if not older:
+        return spec_obj
+    print(f"note: the original run predates model.params {sorted(older)}; rerun with {older}", file=sys.stderr)
+    params = {**spec_obj.model.params, **older}
+    return spec_obj.model_copy(update={"model": spec_obj.model.model_copy(update={"params": params})})
 
 
 def _sourced_here(spec_obj, before):

@@ -76,26 +76,68 @@ def preprocess(data: Data, home: Path, log=print, warn=say_warning) -> Prepared:
 
 CACHE_MAX_GB = 20.0  # CONDUCTOR_CACHE_MAX_GB overrides
 IN_USE_S = 3600  # an entry used this recently may feed a running training (Ray Data reads its Parquet): kept
+USERS = ".users"  # <entry>.<pid>: a process that preprocessed (or reused) an entry and may still read it
 
 
 def _size(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    total = 0
+    for f in path.rglob("*"):
+        try:
+            total += f.stat().st_size if f.is_file() else 0
+        except FileNotFoundError:  # another process evicts it right now
+            pass
+    return total
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
+def _claimed(cache: Path) -> set[str]:
+    """Entries a live process claimed; the claims of dead processes go."""
+    from ..staged import alive
+
+    names = set()
+    for claim in (cache / USERS).glob("*"):
+        name, _, pid = claim.name.rpartition(".")
+        if pid.isdigit() and alive(int(pid)):
+            names.add(name)
+        else:
+            claim.unlink(missing_ok=True)
+    return names
+
+
+def cache_limit() -> float:
+    raw = os.environ.get("CONDUCTOR_CACHE_MAX_GB", str(CACHE_MAX_GB))
+    try:
+        limit = float(raw)
+    except ValueError:
+        limit = -1.0
+    if not limit >= 0:
+        raise UserError(f"CONDUCTOR_CACHE_MAX_GB: {raw!r} is not a size in GB (a number >= 0, e.g. 20 or 0.5)")
+    return limit * 2**30
 
 
 def evict(cache: Path, keep: Path, now: float | None = None) -> list[Path]:
-    """Least recently used entries of the cache go until it holds at most CONDUCTOR_CACHE_MAX_GB; the entry
-    in use and those used within the last hour stay (the cache may then stay over its limit). Returns them."""
+    """Least recently used entries of the cache go until it holds at most CONDUCTOR_CACHE_MAX_GB. Kept: the
+    entry in use, those a live process claimed (it preprocessed or reused them: a run or sweep may still read
+    them), and those used within the last hour (a process on another machine); the cache may then stay over
+    its limit. Returns what went."""
     now = time.time() if now is None else now
+    (cache / USERS).mkdir(parents=True, exist_ok=True)
+    (cache / USERS / f"{keep.name}.{os.getpid()}").touch()
     os.utime(keep)  # "used now": the modification time of an entry's folder is its last use
-    limit = float(os.environ.get("CONDUCTOR_CACHE_MAX_GB", CACHE_MAX_GB)) * 2**30
-    entries = sorted((p for p in cache.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                     key=lambda p: p.stat().st_mtime)
+    limit, claimed = cache_limit(), _claimed(cache)
+    entries = sorted((p for p in cache.iterdir() if p.is_dir() and not p.name.startswith(".")), key=_mtime)
     sizes = {p: _size(p) for p in entries}
     total, removed = sum(sizes.values()), []
     for entry in entries:
         if total <= limit:
             break
-        if entry == keep or now - entry.stat().st_mtime < IN_USE_S:
+        if entry == keep or entry.name in claimed or now - _mtime(entry) < IN_USE_S:
             continue
         shutil.rmtree(entry, ignore_errors=True)
         total -= sizes[entry]

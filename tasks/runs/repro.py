@@ -39,6 +39,13 @@ ASSIGN = re.compile(r"""(?P<name>[A-Za-z_][\w.-]*)(?P<q1>["']?)(?P<sep>\s*(?:=(?
                     r"""(?P<value>(?(q2)[^"'\n]*|[^\s"',;)#]+(?:[ \t]+[^\s"',;)#]+)*))""")
 
 
+# an HTTP credential (Authorization: Bearer abc, token abc) and a URL whose user part is a token (https://ghp_x@host)
+SCHEME_TOKEN = re.compile(r"(?i)\b(bearer|token|basic)(\s+)[A-Za-z0-9._~+/=-]{6,}")
+URL_TOKEN_USER = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/@:\s]{16,})@")
+# an option that takes a secret as its next word, written on one line: --password abc, --token=abc handled above
+OPTION_SECRET = re.compile(r"(?i)(--?[\w-]*(?:token|secret|passw|pwd|credential|key)[\w-]*)(\s+)(?!-)(\S+)")
+
+
 def mask_line(line: str) -> str:
     """A line with URL credentials masked and the value of every secret-named assignment replaced by ***."""
     def one(m: re.Match) -> str:
@@ -46,7 +53,10 @@ def mask_line(line: str) -> str:
             return m[0]
         return f"{m['name']}{m['q1']}{m['sep']}{m['q2'] or ''}***"
 
-    return ASSIGN.sub(one, redact_url(line))
+    line = SCHEME_TOKEN.sub(r"\1\2***", redact_url(line))
+    line = URL_TOKEN_USER.sub(r"\1***@", line)
+    line = OPTION_SECRET.sub(r"\1\2***", line)
+    return ASSIGN.sub(one, line)
 
 
 def mask_command(argv: list[str]) -> list[str]:
@@ -154,9 +164,15 @@ def pending_path(home: Path, run_id: str) -> Path:
 def save_pending(home: Path, run_id: str, record: dict, patch: str) -> Path:
     """Leave the record (and patch) for the flow that registers run `run_id`; owner-only files."""
     path = pending_path(home, run_id)
-    write_private(path, json.dumps(record))
-    if patch:
-        write_private(path.with_suffix(".patch"), patch)
+    for attempt in range(3):  # another command's discard_pending may remove the empty folder in between
+        try:
+            write_private(path, json.dumps(record))
+            if patch:
+                write_private(path.with_suffix(".patch"), patch)
+            return path
+        except FileNotFoundError:
+            if attempt == 2:
+                raise
     return path
 
 
@@ -198,8 +214,8 @@ def attach_repro(stage: Path, home: Path, run_id: str, spec, prep, flow_seconds:
     started = record.get("started") if record.get("recorded_by") == "cli" else None
     record["duration_s"] = time.time() - started if isinstance(started, int | float) else flow_seconds
     record["registered"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    (Path(stage) / "repro.json").write_text(json.dumps(redact(record), indent=2))
+    write_private(Path(stage) / "repro.json", json.dumps(redact(record), indent=2))  # 0600: a patch may say much
     if patch:
-        (Path(stage) / "repro.patch").write_text(patch)
+        write_private(Path(stage) / "repro.patch", patch)
     discard_pending(home, run_id)
     return record

@@ -65,3 +65,19 @@ def test_ended_ray_sessions_under_the_home_go_but_the_newest_and_the_live_ones(t
     assert left == [names[0], *names[-RAY_SESSIONS_KEPT:]]
     assert ray_temp_dir(tmp_path) == tmp_path / ".ray" or len(str(tmp_path / ".ray")) > 44
     assert ray_temp_dir(tmp_path / ("d" * 60)) is None  # too deep for Ray's Unix sockets: Ray's /tmp/ray
+
+
+def test_a_killed_commands_pending_repro_record_goes_after_a_day(tmp_path):
+    import time
+
+    from tasks.staged import PENDING_MAX_S
+
+    home = tmp_path / "runs"
+    (home / ".repro").mkdir(parents=True)
+    old, new = home / ".repro" / "20260101-000000-aaaa.json", home / ".repro" / "20260102-000000-bbbb.json"
+    for path in (old, new):
+        path.write_text("{}")
+    then = time.time() - PENDING_MAX_S - 60
+    os.utime(old, (then, then))
+    clean_leftovers(home)
+    assert [p.name for p in (home / ".repro").iterdir()] == [new.name]  # a running command's record stays

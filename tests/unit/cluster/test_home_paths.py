@@ -23,13 +23,19 @@ def test_the_embedded_dask_spills_under_the_home(tmp_path, monkeypatch):
 
 
 def test_prefect_and_matplotlib_write_under_the_home_unless_told(tmp_path):
-    """`conductor` outside make (no PREFECT_HOME, no MPLCONFIGDIR): both land under CONDUCTOR_HOME."""
+    """`conductor` outside make (no PREFECT_HOME, no MPLCONFIGDIR): both land under CONDUCTOR_HOME; a user's
+    own ~/.prefect (a profile with an API URL or a Cloud key) stays in use."""
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_HOME", "MPLCONFIGDIR")}
+    env["HOME"] = str(tmp_path / "user")
     code = ("import os; from cluster.connect import quiet_env; quiet_env(); "
-            "print(os.environ['PREFECT_HOME']); print(os.environ['MPLCONFIGDIR'])")
-    out = subprocess.run([sys.executable, "-c", code], env={**env, "CONDUCTOR_HOME": str(tmp_path / "h")},
-                         capture_output=True, text=True, check=True, cwd=ROOT)
-    assert out.stdout.split() == [str(tmp_path / "h" / ".prefect"), str(tmp_path / "h" / ".matplotlib")]
-    kept = subprocess.run([sys.executable, "-c", code], env={**env, "PREFECT_HOME": "/elsewhere", "MPLCONFIGDIR": "/m"},
-                          capture_output=True, text=True, check=True, cwd=ROOT)
-    assert kept.stdout.split() == ["/elsewhere", "/m"]  # the user's own setting wins
+            "print(os.environ.get('PREFECT_HOME', '-')); print(os.environ['MPLCONFIGDIR'])")
+
+    def shown(**extra) -> list[str]:
+        return subprocess.run([sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True,
+                              check=True, cwd=ROOT).stdout.split()
+
+    h = tmp_path / "h"
+    assert shown(CONDUCTOR_HOME=str(h)) == [str(h / ".prefect"), str(h / ".matplotlib")]
+    assert shown(PREFECT_HOME="/elsewhere", MPLCONFIGDIR="/m") == ["/elsewhere", "/m"]  # the user's setting wins
+    (tmp_path / "user" / ".prefect").mkdir(parents=True)
+    assert shown(CONDUCTOR_HOME=str(h)) == ["-", str(h / ".matplotlib")]

@@ -213,4 +213,46 @@ def test_least_recently_used_cache_entries_go_past_the_limit(tmp_path, monkeypat
     monkeypatch.setenv("CONDUCTOR_CACHE_MAX_GB", str(1.3e6 / 2**30))  # room for two entries
     removed = evict(cache, keep=entries["current"])
     assert removed == [entries["oldest"], entries["older"]]  # both must go: "recent" is in use, and stays
-    assert sorted(p.name for p in cache.iterdir()) == [".tmp-x-1-abc", "current", "recent"]
+    assert sorted(p.name for p in cache.iterdir()) == [".tmp-x-1-abc", ".users", "current", "recent"]
+
+
+def test_an_entry_a_live_process_claimed_is_never_evicted(tmp_path, monkeypatch):
+    """A sweep that preprocessed hours ago still reads its entry: its claim (entry.pid) keeps it; a dead
+    process's claim does not, and goes."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tasks.data.prepare import USERS, evict
+
+    cache = tmp_path / ".cache"
+    old = time.time() - 86400
+    for name in ("swept", "stale", "now"):
+        (cache / name).mkdir(parents=True)
+        (cache / name / "part.parquet").write_bytes(b"x" * 100_000)
+        os.utime(cache / name, (old, old))
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (cache / USERS).mkdir()
+    (cache / USERS / f"swept.{live.pid}").touch()
+    (cache / USERS / f"stale.{dead.pid}").touch()
+    monkeypatch.setenv("CONDUCTOR_CACHE_MAX_GB", "0")
+    try:
+        removed = evict(cache, keep=cache / "now")
+    finally:
+        live.kill()
+        live.wait()
+    assert removed == [cache / "stale"]
+    assert sorted(p.name for p in (cache / USERS).iterdir()) == [f"now.{os.getpid()}", f"swept.{live.pid}"]
+
+
+def test_a_cache_limit_that_is_not_a_number_is_one_error_line(monkeypatch):
+    from tasks.data.prepare import cache_limit
+    from tasks.errors import UserError
+
+    for bad in ("20G", "-1", "nan"):
+        monkeypatch.setenv("CONDUCTOR_CACHE_MAX_GB", bad)
+        with pytest.raises(UserError, match="CONDUCTOR_CACHE_MAX_GB"):
+            cache_limit()

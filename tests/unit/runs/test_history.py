@@ -137,6 +137,27 @@ def test_compare_writes_under_home_by_default_and_needs_two_runs(home):
     assert "data.task" in result.stdout and "model.name" in result.stdout  # spec differences table
     one_error(invoke(home, "compare", OLD), "compare: give at least two runs")
     one_error(invoke(home, "compare", OLD, "nope"), "RUN: 'nope' is no run directory")
+    report = home / "churn" / OLD / "report.html"
+    one_error(invoke(home, "compare", OLD, NEW, "--html", report), "--html: ")  # a registered run never changes
+    assert report.read_text() == "<html></html>"
+
+
+def test_a_rerun_of_a_run_older_than_a_model_param_keeps_its_old_meaning(tmp_path, capsys):
+    """An LSTM forecaster registered before `relative` existed ran on absolute windows: rerun says so and
+    runs it that way, not with today's default; a run that named the param keeps it."""
+    from flows.cli.rerun import _as_trained
+    from tasks.spec import validate
+
+    raw = {"name": "s", "data": {"source": "builtin:sunspots", "task": "forecasting", "target": "sunactivity",
+                                 "time_column": "year"},
+           "model": {"name": "rnn", "params": {"cell": "lstm", "hidden_size": 8, "num_layers": 1, "dropout": 0.0}}}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(raw))
+    (tmp_path / "model.json").write_text(json.dumps({"name": "rnn", "params": raw["model"]["params"]}))
+    assert _as_trained(validate(raw), tmp_path).model.params["relative"] == "none"
+    assert "predates model.params ['ar', 'relative']" in capsys.readouterr().err
+    raw["model"]["params"]["relative"] = "revin"
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(raw))
+    assert _as_trained(validate(raw), tmp_path).model.params["relative"] == "revin"
 
 
 # ---------------------------------------------------------------- sync: refusals and bookkeeping

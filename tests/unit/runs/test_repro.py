@@ -131,6 +131,11 @@ def test_without_a_pending_record_the_flow_records_what_it_can(tmp_path):
     ('password = "two words"  # note', 'password = "***"  # note'),
     ("secret: several words here", "secret: ***"),
     ("f(token=abc, lr=0.1)", "f(token=***, lr=0.1)"),
+    ('headers = {"Authorization": "Bearer eyJhbGciOi.x"}', 'headers = {"Authorization": "Bearer ***"}'),
+    ("git clone https://ghp_0123456789abcdefXYZ@github.com/o/r", "git clone https://***@github.com/o/r"),
+    ("psql postgres://postgres@db/test", "psql postgres://postgres@db/test"),  # a user name alone is no secret
+    ("python train.py --password hunter22 --lr 0.1", "python train.py --password *** --lr 0.1"),
+    ("run --max-tokens 10", "run --max-tokens ***"),
 ])
 def test_mask_line(line, shown):
     assert repro.mask_line(line) == shown
