@@ -95,6 +95,17 @@ def run_cli(*args, env: dict | None = None, timeout: int = 900, cwd: Path = ROOT
                           env=full_env, timeout=timeout, cwd=cwd)
 
 
+def require_postgres() -> None:
+    """PostgreSQL on 127.0.0.1:5432 (trust auth, database test): a failure in CI, where it must be, else a skip."""
+    psycopg2 = pytest.importorskip("psycopg2")
+    try:
+        psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="test", connect_timeout=5).close()
+    except psycopg2.OperationalError as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL on 127.0.0.1:5432 is needed in CI: {e}")
+        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432 ({e})")
+
+
 def write_spec(path: Path, spec: dict) -> Path:
     import yaml
 

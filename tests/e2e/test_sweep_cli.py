@@ -16,7 +16,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from conftest import ROOT, run_cli, write_spec
+from conftest import ROOT, require_postgres, run_cli, write_spec
 from tasks.sweep import make_storage
 
 pytestmark = pytest.mark.e2e
@@ -170,14 +170,7 @@ def test_two_sweep_processes_share_one_study_and_end_with_exactly_its_trials(tmp
     registers the study's best trial, wherever it ran."""
     import uuid
 
-    import psycopg2
-
-    try:
-        psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="test", connect_timeout=5).close()
-    except psycopg2.OperationalError as e:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL on 127.0.0.1:5432 is needed in CI: {e}")
-        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432 ({e})")
+    require_postgres()
     home, study = tmp_path / "runs", f"pair-{uuid.uuid4().hex[:6]}"
     url = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
     spec = write_spec(tmp_path / "pair.yaml", {**SPEC, "name": "pair", "train": {**SPEC["train"], "epochs": 20}})

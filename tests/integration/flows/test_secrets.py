@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from conftest import write_spec
+from conftest import require_postgres, write_spec
 
 pytestmark = pytest.mark.integration
 
@@ -79,13 +79,7 @@ def leaks(blob: bytes) -> list[str]:
 
 
 def postgres_or_skip() -> str:
-    psycopg2 = pytest.importorskip("psycopg2")
-    try:
-        psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="test", connect_timeout=3).close()
-    except psycopg2.OperationalError as e:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL on 127.0.0.1:5432 is needed in CI: {e}")
-        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432 ({e})")
+    require_postgres()
     return f"postgresql+psycopg2://postgres:{PASSWORD}@127.0.0.1:5432/test"  # trust auth: any password works
 
 
