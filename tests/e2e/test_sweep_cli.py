@@ -167,7 +167,7 @@ def test_dashboard_shows_the_study_in_a_browser(tmp_path):
 def test_two_sweep_processes_share_one_study_and_end_with_exactly_its_trials(tmp_path):
     """Two `conductor sweep --resume` processes (each with its own Ray) on one PostgreSQL study and one
     CONDUCTOR_HOME, started together: together they finish exactly --trials, no trial runs twice, and each
-    registers the study's best trial, wherever it ran."""
+    registers the study's best trial, wherever it ran (measured: 2 + 2 trials here; 4 + 0 once in CI)."""
     import uuid
 
     require_postgres()
@@ -191,8 +191,8 @@ def test_two_sweep_processes_share_one_study_and_end_with_exactly_its_trials(tmp
             if t.state not in DONE:
                 assert t.system_attrs.get("fail_reason", "").startswith("surplus") and not t.intermediate_values
         assert len({t.number for t in finished}) == 4
-        nodes = [t.user_attrs.get("node_id") for t in finished]
-        assert len(set(nodes)) == 2, nodes  # both processes trained (each has its own Ray node)
+        # Who trains is up to timing: in one CI run one process took all four trials before the other's workers
+        # were up (the other waited for them, then registered the same best); the contract is the count.
         best = max(t.value for t in finished if t.value is not None)
         for out, _ in outs:  # each waited for the other's trials: both register the study's best
             summary = json.loads(out.strip().splitlines()[-1])
