@@ -4,8 +4,9 @@ Prefect server + a process work pool and its worker, a Ray head plus one Ray wor
 scheduler plus workers. Addresses go to runs/cluster/profile.json (every later command reads it;
 masked, with any credential in secrets.json beside it, both 0600), pids and logs to runs/cluster/.
 Every service answers only who holds this cluster's credentials (cluster/credentials.py): Prefect's API
-an auth string, Dask a TLS certificate, Ray a token. `down` stops exactly the processes `up` started and
-removes the credentials.
+an auth string, Dask a TLS certificate, Ray a token. The Dask dashboard (HTTPS on 127.0.0.1) asks for the
+same certificate; `status` shows its URL and how to open it. `down` stops exactly the processes `up` started
+and removes the credentials.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from . import credentials, zombies
 from .connect import ray_temp_dir
+from .dashboard import dashboard_answers
 from .processes import (
     LOOPBACK,
     Service,
@@ -122,7 +124,8 @@ class LocalCluster:
             self.down(log=lambda *_: None)
         t0 = time.monotonic()
         taken: set[int] = set()
-        ports = {"prefect": pick_port(4200, taken), "ray": pick_port(6379, taken), "dask": pick_port(8786, taken)}
+        ports = {"prefect": pick_port(4200, taken), "ray": pick_port(6379, taken), "dask": pick_port(8786, taken),
+                 "dask_dashboard": pick_port(8787, taken)}
         ray_ports = {role: {k: pick_port(0, taken) for k in ("dashboard_agent_listen", "dashboard_agent_grpc",
                                                              "metrics_export", "runtime_env_agent", "node_manager",
                                                              "object_manager", "client")}
@@ -130,11 +133,13 @@ class LocalCluster:
         prefect_url = f"http://{LOOPBACK}:{ports['prefect']}/api"
         ray_address = f"{LOOPBACK}:{ports['ray']}"
         dask_address = f"tls://{LOOPBACK}:{ports['dask']}"
+        dashboard_url = f"https://{LOOPBACK}:{ports['dask_dashboard']}/status"
         storage = os.environ.get("CONDUCTOR_OPTUNA_STORAGE") or f"sqlite:///{home() / 'optuna.db'}"
         self.creds = credentials.issue(self.root)
         self.env.update(self.creds.ray_env())
         profile = {"prefect_api_url": prefect_url, "ray_address": ray_address, "dask_address": dask_address,
                    "optuna_storage": storage, "work_pool": POOL, "ui_url": prefect_url.removesuffix("/api"),
+                   "dask_dashboard_url": dashboard_url,
                    "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **self.creds.profile()}
         try:
             procs = self._start_all(ports, ray_ports, profile, log)
@@ -149,7 +154,8 @@ class LocalCluster:
         self._save_pids()
         profile = save_profile(profile)
         profile["up_seconds"] = round(time.monotonic() - t0, 1)
-        log(f"cluster up in {profile['up_seconds']}s: Prefect {profile['ui_url']}, Ray {ray_address}, Dask {dask_address}")
+        log(f"cluster up in {profile['up_seconds']}s: Prefect {profile['ui_url']}, Ray {ray_address}, Dask {dask_address} "
+            f"(dashboard {dashboard_url}, with the cluster's certificate)")
         return profile
 
     def _start_all(self, ports, ray_ports, profile, log) -> dict:
@@ -177,10 +183,13 @@ class LocalCluster:
                                                      *(["--temp-dir", str(temp)] if temp else []),
                                                      "--ray-client-server-port", str(ray_ports["head"]["client"]),
                                                      *common, *ray_args("head")], env=ray_env)
-        procs["dask-scheduler"] = self._spawn("dask-scheduler", [
-            bin_path("dask"), "scheduler", "--host", LOOPBACK, "--port", str(ports["dask"]), "--protocol", "tls",
-            *tls_flags(self.creds.tls_dir), "--no-dashboard", "--dashboard-address", f"{LOOPBACK}:0",
-        ], env={**self.env, **self.creds.dask_env()})
+        # `dask scheduler` has no way to make its dashboard ask for a client certificate: `dask spec` starts
+        # the scheduler class of credentials.owner_only_scheduler, whose dashboard does
+        spec = {"cls": "cluster.credentials.owner_only_scheduler",
+                "opts": {"host": LOOPBACK, "port": ports["dask"], "protocol": "tls", "tls_dir": str(self.creds.tls_dir),
+                         "dashboard_address": f"{LOOPBACK}:{ports['dask_dashboard']}"}}
+        procs["dask-scheduler"] = self._spawn("dask-scheduler", [bin_path("dask"), "spec", "--spec", json.dumps(spec)],
+                                              env={**self.env, **self.creds.dask_env()})
         return procs
 
     def _wait_all(self, procs, ports, prefect_url, log) -> None:
@@ -193,6 +202,9 @@ class LocalCluster:
                                    "--disable-usage-stats", "--block"], env=dict(self.env))
         wait_until(lambda: answers_tcp(ports["dask"]), 60, "Dask scheduler", Path(self.logs / "dask-scheduler.log"),
                    procs["dask-scheduler"])
+        dashboard = f"https://{LOOPBACK}:{ports['dask_dashboard']}/status"
+        wait_until(lambda: dashboard_answers(dashboard, self.creds.tls_dir), 30, "Dask dashboard",
+                   Path(self.logs / "dask-scheduler.log"), procs["dask-scheduler"])
         wait_until(lambda: answers_http(f"{prefect_url}/health"), 120, "Prefect server",
                    Path(self.logs / "prefect-server.log"), procs["prefect-server"])
         flow_env = {**self.env, **self.creds.prefect_client_env(), "PREFECT_API_URL": prefect_url,
@@ -275,6 +287,10 @@ class LocalCluster:
                 answers = answers_tcp(int(prof["dask_address"].rsplit(":", 1)[1]))
             rows.append({"service": s.name, "address": redact_url(s.address), "pid": s.pid, "running": running, "answers": answers,
                          "log": s.log})
+            if s.name == "dask-scheduler" and prof.get("dask_dashboard_url"):  # served by the scheduler's process
+                url = prof["dask_dashboard_url"]
+                rows.append({"service": "dask-dashboard", "address": redact_url(url), "pid": s.pid, "running": running,
+                             "answers": running and dashboard_answers(url, prof.get("dask_tls")), "log": s.log})
         return rows
 
 

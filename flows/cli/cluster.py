@@ -45,7 +45,7 @@ def cluster_down():
 @cluster_app.command("status")
 @user_errors
 def cluster_status(as_json: Annotated[bool, typer.Option("--json", help="print the services as JSON")] = False):
-    """Each service, its address, and whether it answers."""
+    """Each service, its address, and whether it answers; the Dask dashboard's URL and how to open it."""
     rows = _cluster_table(to_stderr=as_json)
     if as_json:
         print(json.dumps(rows))
@@ -57,19 +57,23 @@ def _cluster_table(to_stderr: bool = False) -> list[dict]:
     from rich.console import Console
     from rich.table import Table
 
+    from cluster.dashboard import dashboard_help
     from cluster.local import LocalCluster
 
-    rows = LocalCluster().status()
+    cluster = LocalCluster()
+    rows = cluster.status()
     console = Console(stderr=to_stderr)
     if not rows:
         console.print("no cluster is running (conductor cluster up starts one)")
         return rows
     table = Table(title="conductor cluster")
     for col in ("service", "address", "pid", "answers"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for r in rows:
         table.add_row(r["service"], r["address"], str(r["pid"]), "yes" if r["answers"] else "NO")
     console.print(table)
+    for line in dashboard_help(cluster.profile()):  # whole lines: a path cut in two cannot be pasted
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
     return rows
 
 

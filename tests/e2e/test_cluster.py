@@ -5,13 +5,16 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import socket
+import ssl
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 import uuid
+from urllib.parse import urlsplit
 
 import optuna
 import psutil
@@ -201,16 +204,48 @@ def dask_refuses(port: int, tls_dir) -> str:
     return asyncio.run(main())
 
 
+def dashboard_refuses(port: int, tls_dir, stranger_dir, scheduler: str) -> str:
+    """The Dask dashboard: nothing for a client without the certificate (plain HTTP, HTTPS without a client
+    certificate, HTTPS with another cluster's); its pages for the certificate, with both workers."""
+    def get(path, cert_dir=None):
+        context = ssl.create_default_context(cafile=str(tls_dir / "ca.pem"))
+        if cert_dir is not None:
+            context.load_cert_chain(cert_dir / "cert.pem", cert_dir / "key.pem")
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context))
+        try:
+            with opener.open(f"https://127.0.0.1:{port}{path}", timeout=10) as r:
+                return r.status, r.read().decode(errors="replace")
+        except urllib.error.HTTPError as e:
+            return e.code, ""
+        except (OSError, http.client.HTTPException) as e:
+            return e
+
+    for refused in (get("/health"), get("/info/main/workers.html"), get("/health", stranger_dir)):
+        assert isinstance(refused, Exception), (port, refused)  # the TLS handshake failed: nothing served
+    status, workers = get("/status", tls_dir), get("/info/main/workers.html", tls_dir)
+    assert status[0] == 200 and "bokeh" in status[1].lower(), status
+    assert workers[0] == 200 and len(set(re.findall(r"tls://127\.0\.0\.1:\d+", workers[1])) - {scheduler}) == 2, workers
+    return ("HTTPS: the TLS handshake fails without the certificate and with another CA's; "
+            "200 with it (/status, workers page)")
+
+
 def check_no_open_door(home, profile: dict) -> list[str]:
     """Every listening socket of the cluster refuses a client without the credential; returns what was found."""
     from cluster.credentials import basic_auth
+    from cluster.tls import make_tls
 
     auth = json.loads((home / "cluster" / "secrets.json").read_text())["prefect_api_auth_string"]
     prefect_port = int(profile["prefect_api_url"].removesuffix("/api").rsplit(":", 1)[1])
+    dashboard_port = urlsplit(profile["dask_dashboard_url"]).port
+    stranger = home.parent / "stranger-tls"  # another cluster's certificate, from another CA
+    make_tls(stranger)
     report = []
     for service, proc, host, port in listening(home):
         http = http_get(host, port)
-        if service == "prefect-server":
+        if port == dashboard_port:
+            assert service == "dask-scheduler" and host == "127.0.0.1" and http is None, (service, proc, host, http)
+            how = dashboard_refuses(port, home / "cluster" / "tls", stranger, profile["dask_address"])
+        elif service == "prefect-server":
             assert port == prefect_port, (service, proc, port)
             bare = urllib.request.Request(f"http://127.0.0.1:{port}/api/flows/filter", data=b"{}", method="POST",
                                           headers={"Content-Type": "application/json"})
@@ -244,6 +279,7 @@ def check_no_open_door(home, profile: dict) -> list[str]:
         report.append(f"{service:15} {proc:40} {port:6}  {how}")
     assert {r.split()[0] for r in report} >= {"prefect-server", "dask-scheduler", "dask-workers", "ray-head",
                                               "ray-worker"}, report
+    assert any(f" {dashboard_port} " in r for r in report), report  # the dashboard was found and checked
     return report
 
 
@@ -255,7 +291,8 @@ def check_secrets_stay_secret(home, profile: dict, outputs) -> None:
     cluster = home / "cluster"
     auth = json.loads((cluster / "secrets.json").read_text())["prefect_api_auth_string"]
     token = (cluster / "ray_auth_token").read_text().strip()
-    for f in ("secrets.json", "ray_auth_token", "profile.json", "tls/key.pem", "tls/cert.pem", "tls/ca.pem"):
+    for f in ("secrets.json", "ray_auth_token", "profile.json", "tls/key.pem", "tls/cert.pem", "tls/ca.pem",
+              "tls/dashboard.p12"):
         assert (cluster / f).stat().st_mode & 0o077 == 0, f
     assert auth not in (cluster / "profile.json").read_text()
     for log in (cluster / "logs").glob("*.log"):
@@ -359,6 +396,8 @@ def test_cluster_up_submit_sweep_down(tmp_path, postgres_db):
         assert profile["prefect_api_url"].startswith("http://127.0.0.1:")
         assert profile["dask_address"].startswith("tls://127.0.0.1:") and profile["prefect_api_auth_string"] == "***"
         assert json.loads((home / "cluster" / "profile.json").read_text())["ray_address"] == profile["ray_address"]
+        dashboard = profile["dask_dashboard_url"]
+        assert dashboard.startswith("https://127.0.0.1:") and f"dashboard {dashboard}" in up.stderr
         pids = sorted(s["pid"] for s in json.loads((home / "cluster" / "pids.json").read_text()))
 
         again = run_cli("cluster", "up", env=env, timeout=120)  # idempotent: nothing new starts
@@ -369,7 +408,10 @@ def test_cluster_up_submit_sweep_down(tmp_path, postgres_db):
         assert status.returncode == 0, status.stdout + status.stderr
         services = {r["service"]: r for r in last_json(status)}
         assert set(services) == {"prefect-server", "prefect-worker", "ray-head", "ray-worker", "dask-scheduler",
-                                 "dask-workers"} and all(r["answers"] for r in services.values())
+                                 "dask-workers", "dask-dashboard"} and all(r["answers"] for r in services.values())
+        assert services["dask-dashboard"]["address"] == dashboard  # and how to open it, under the table:
+        assert f"Dask dashboard: {dashboard}" in status.stderr and f"--cacert {home / 'cluster' / 'tls' / 'ca.pem'}" \
+            in status.stderr and "dashboard.p12" in status.stderr
 
         run = run_cli("submit", spec, "--wait", "--json", env=env, timeout=600)
         assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
@@ -422,6 +464,8 @@ def test_cluster_up_submit_sweep_down(tmp_path, postgres_db):
         if key in profile:
             port = int(profile[key].removesuffix("/api").rsplit(":", 1)[1])
             assert port_free(port), key
+    if "dask_dashboard_url" in profile:
+        assert port_free(urlsplit(profile["dask_dashboard_url"]).port), "dask_dashboard_url"
     assert not (home / "cluster" / "profile.json").exists()
     for left in ("secrets.json", "tls", "ray_auth_token"):  # every credential is gone
         assert not (home / "cluster" / left).exists(), left

@@ -154,7 +154,13 @@ def test_up_hands_each_service_its_credential(home, monkeypatch):
     assert ray_env["RAY_AUTH_MODE"] == "token" and ray_env["RAY_AUTH_TOKEN_PATH"].endswith("ray_auth_token")
     assert "RAY_AUTH_TOKEN" not in ray_env and "PREFECT_SERVER_API_AUTH_STRING" not in ray_env
     dask_args, dask_env = seen["dask-scheduler"]
-    assert "--tls-cert" in dask_args and dask_env["DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES"] == "[]"
+    spec = json.loads(dask_args[dask_args.index("--spec") + 1])  # `dask spec`: the dashboard asks for the cert
+    assert spec["cls"] == "cluster.credentials.owner_only_scheduler"
+    assert spec["opts"]["tls_dir"] == str(home / "cluster" / "tls") and spec["opts"]["protocol"] == "tls"
+    assert profile["dask_dashboard_url"] == f"https://{spec['opts']['dashboard_address']}/status"
+    assert profile["dask_dashboard_url"].startswith("https://127.0.0.1:")
+    # no route in the environment: only owner_only_scheduler, with the certificate required, serves any
+    assert dask_env["DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES"] == "[]"
 
 
 def _call(app, path="/dashboard", query="", **headers):
