@@ -1,19 +1,34 @@
-"""Engines started side by side before a flow runs: Prefect's ephemeral API server (when no
-PREFECT_API_URL is set) starts in a thread while Ray, and for a sweep its warm workers, start in the
-calling thread, so torch loads in the workers while the API server starts. Measured on 2 cores: the
-server's start and Ray's were ~3-5 s each, one after the other before.
+"""Engines started side by side before a flow runs: Prefect's API server (when no PREFECT_API_URL is set)
+and Ray, and for a sweep its warm workers, so torch loads in the workers while the API server starts.
+
+The API server is the one Prefect's own ephemeral mode starts (uvicorn serving
+`prefect.server.api.server:create_app` with the same settings), spawned here directly: the calling process
+then never imports `prefect.server` (~2.5 s of a 2-core machine's start-up), the server starts the moment
+the checks pass, and it gets a fresh auth string (only this user's processes, which inherit it, reach it:
+loopback is no boundary on a shared machine). PREFECT_API_URL and PREFECT_API_AUTH_STRING then point this
+process's Prefect client at it; it stops with the process (atexit, and the kernel's parent-death signal if
+the process is killed).
 
 Ray must start in the main thread: it ties its GCS and raylet to the thread that spawns them
-(parent-death signal), and they died when a helper thread that started them ended."""
+(parent-death signal), and they died when a helper thread that started them ended. The API server is
+spawned from the main thread for the same reason."""
 from __future__ import annotations
 
+import atexit
 import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 
 from cluster.connect import ensure_ray, quiet_env
 from cluster.settings import Settings
+
+PREFECT_START_TIMEOUT_S = 90.0
 
 
 class EarlyStart:
@@ -23,7 +38,8 @@ class EarlyStart:
         self.errors: list[BaseException] = []
         self.thread = None
         if not os.environ.get("PREFECT_API_URL"):
-            self.thread = threading.Thread(target=self._prefect, daemon=True, name="prefect-api-start")
+            server = PrefectServer()
+            self.thread = threading.Thread(target=self._prefect, args=(server,), daemon=True, name="prefect-api-start")
             self.thread.start()
         self.timings.update(ensure_ray(settings))
         if then is not None:
@@ -31,15 +47,11 @@ class EarlyStart:
             then()
             self.timings["prestart_s"] = time.perf_counter() - t0
 
-    def _prefect(self) -> None:
-        t0 = time.perf_counter()
+    def _prefect(self, server: PrefectServer) -> None:
         try:
-            from prefect.server.api.server import SubprocessASGIServer
-
-            SubprocessASGIServer().start()  # the instance every Prefect client of this process then uses
+            self.timings["prefect_start_s"] = server.wait()
         except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread by wait()
             self.errors.append(e)
-        self.timings["prefect_start_s"] = time.perf_counter() - t0
 
     def wait(self) -> dict[str, float]:
         """Join the server's start (one still coming up must not be handed to the flow); re-raise a failure."""
@@ -48,3 +60,68 @@ class EarlyStart:
         if self.errors:
             raise self.errors[0]
         return self.timings
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the process that spawned it dies (Linux; elsewhere a no-op)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class PrefectServer:
+    """This process's own Prefect API on 127.0.0.1, with an auth string; stopped when the process exits."""
+
+    def __init__(self):
+        import prefect  # the package's folder only: prefect/__init__ is light, prefect.server is not
+
+        self.t0, self.port, auth = time.perf_counter(), _free_port(), secrets.token_urlsafe(24)
+        self.url = f"http://127.0.0.1:{self.port}/api"
+        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1",
+               "PREFECT_SERVER_API_AUTH_STRING": auth, "PREFECT_SERVER_API_HOST": "127.0.0.1"}
+        env.pop("PREFECT_API_URL", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent), "--factory",
+             "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
+             "--log-level", "error", "--lifespan", "on"],
+            env=env, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+        atexit.register(self.stop)
+        os.environ["PREFECT_API_URL"], os.environ["PREFECT_API_AUTH_STRING"] = self.url, auth
+
+    def wait(self, timeout: float = PREFECT_START_TIMEOUT_S) -> float:
+        """Block until /health answers (with the auth string); returns the seconds since the spawn."""
+        import base64
+        import urllib.request
+
+        auth = base64.b64encode(os.environ["PREFECT_API_AUTH_STRING"].encode()).decode()  # as Prefect's client sends it
+        request = urllib.request.Request(f"{self.url}/health", headers={"Authorization": f"Basic {auth}"})
+        deadline = self.t0 + timeout
+        while time.perf_counter() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"Prefect's API server exited with code {self.proc.returncode} while starting")
+            try:
+                with urllib.request.urlopen(request, timeout=2) as r:
+                    if r.status == 200:
+                        return time.perf_counter() - self.t0
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"Prefect's API server did not answer within {timeout:.0f}s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

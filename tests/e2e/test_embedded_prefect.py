@@ -1,0 +1,73 @@
+"""The Prefect API a command starts for itself (flows/engines.py PrefectServer): only its owner's requests are
+served (an auth string, fresh per command), and it never outlives the command, even one killed with -9."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.e2e
+
+SCRIPT = """
+import json, os, sys, time
+from flows.engines import PrefectServer
+server = PrefectServer()
+seconds = server.wait()
+print(json.dumps({"url": os.environ["PREFECT_API_URL"], "auth": os.environ["PREFECT_API_AUTH_STRING"],
+                  "pid": server.proc.pid, "seconds": seconds}), flush=True)
+time.sleep(600)
+"""
+
+
+def status(url: str, auth: str | None) -> int:
+    headers = {"Content-Type": "application/json"}
+    if auth is not None:
+        headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
+    request = urllib.request.Request(f"{url}/flows/filter", data=b"{}", headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def gone(pid: int, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        try:  # a zombie of ours would count as alive: reap it if it is our child (it is not: the script's)
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return True
+        except ChildProcessError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def test_embedded_api_answers_its_owner_only_and_dies_with_the_command(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect"), CONDUCTOR_HOME=str(tmp_path / "runs"))
+    parent = subprocess.Popen([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        info = json.loads(parent.stdout.readline())
+        assert status(info["url"], None) == 401  # another user of the machine: refused
+        assert status(info["url"], "someone-else") == 401
+        assert status(info["url"], info["auth"]) == 200
+        print(f"embedded Prefect API up in {info['seconds']:.1f}s")
+    finally:
+        parent.send_signal(signal.SIGKILL)  # no atexit: the kernel's parent-death signal stops the server
+        parent.wait()
+    assert gone(info["pid"], 15), "the Prefect API server outlived the command that started it"
