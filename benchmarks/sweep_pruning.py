@@ -42,7 +42,7 @@ def sweep(home: Path, pruner: str, parallel: int, trials: int, epochs: int, seed
 
     study = optuna.load_study(study_name=summary["study"], storage=make_storage(f"sqlite:///{home / 'optuna.db'}", heartbeat=False))
     t = summary["timings"]
-    return {"wall_s": wall, "trials_s": t["optimize_s"] - t.get("pool_start_s", 0) - t.get("pool_close_s", 0),
+    return {"wall_s": wall, "trials_s": t["optimize_s"] - t.get("pool_start_s", 0),
             "epochs": sum(len(tr.intermediate_values) for tr in study.trials), "best_val": summary["best"]["value"],
             "trials": summary["trials"]}
 

@@ -21,6 +21,7 @@ from tasks.errors import UserError  # noqa: E402
 from tasks.progress import say  # noqa: E402
 from tasks.spec import Spec, validate  # noqa: E402
 from tasks.sweep import check_space, existing_trials  # noqa: E402
+from tasks.sweep.pool import close_kept  # noqa: E402
 from tasks.train import fit_parallel  # noqa: E402
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -35,16 +36,26 @@ def optimize_task(spec: Spec, prepared: Prepared, study: str, storage_url: str, 
 
     ctx = SweepContext(spec, prepared, study, storage_url, load_settings().home, parallel,
                        wandb_mode)
-    return optimize(ctx, n_trials, resume)
+    return optimize(ctx, n_trials, resume, keep_pool=True)  # closed by the flow after the registration
 
 
 @task(name="register-best")
 def register_best_task(spec: Spec, prepared: Prepared, study: str, storage_url: str, wandb_mode: str,
                        run_id: str | None = None) -> dict:
     """Evaluate the best trial's weights on the test split and register them as a run directory."""
+    from tasks.sweep.pool import kept
+
+    home = load_settings().home
+    if (pool := kept()) is not None:  # a warm worker has torch loaded: it registers, this process never imports it
+        import ray
+
+        try:
+            return pool.register_best(spec, prepared, study, storage_url, str(home), wandb_mode, run_id)
+        except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError):
+            pass  # the worker died: the driver registers it
     from tasks.sweep.best import register_best
 
-    return register_best(spec, prepared, study, storage_url, load_settings().home, wandb_mode, run_id)
+    return register_best(spec, prepared, study, storage_url, home, wandb_mode, run_id)
 
 
 @flow(name="conductor-sweep", persist_result=False, log_prints=False,
@@ -71,16 +82,21 @@ def sweep_flow(spec: dict, study: str | None = None, trials: int | None = None, 
     parallel, note = fit_parallel(parallel or spec_obj.sweep.parallel, ray_resources()[0])
     if note:
         say(f"note: {note}")
-    outcome = optimize_task(spec_obj, prepared, study_name, storage_url, n_trials, parallel, resume, wandb_mode)
-    c, timings = outcome["counts"], {**timings, **outcome["timings"]}
-    summary = {"name": spec_obj.name, "study": study_name, "storage": redact_url(storage_url), "parallel": parallel,
-               "interrupted": outcome["interrupted"], "run_dir": None, "metrics": {}, "best": None,
-               "wandb": {"mode": wandb_mode, "run_dir": None},
-               "trials": {k: c[k] for k in ("complete", "pruned", "failed")}}
-    if c["complete"]:
-        t1 = time.perf_counter()
-        summary.update(register_best_task(spec_obj, prepared, study_name, storage_url, wandb_mode, run_id))
-        timings["register_s"] = time.perf_counter() - t1
+    try:
+        outcome = optimize_task(spec_obj, prepared, study_name, storage_url, n_trials, parallel, resume, wandb_mode)
+        c, timings = outcome["counts"], {**timings, **outcome["timings"]}
+        summary = {"name": spec_obj.name, "study": study_name, "storage": redact_url(storage_url),
+                   "parallel": parallel, "interrupted": outcome["interrupted"], "run_dir": None, "metrics": {},
+                   "best": None, "wandb": {"mode": wandb_mode, "run_dir": None},
+                   "trials": {k: c[k] for k in ("complete", "pruned", "failed")}}
+        if c["complete"]:
+            t1 = time.perf_counter()
+            summary.update(register_best_task(spec_obj, prepared, study_name, storage_url, wandb_mode, run_id))
+            timings["register_s"] = time.perf_counter() - t1
+    finally:
+        closed = close_kept()  # the warm workers give their CPUs back, whatever happened
+    if timings.get("warm"):
+        timings["pool_close_s"] = closed
     summary["flow_s"] = timings["flow_s"] = time.perf_counter() - t0
     summary["timings"] = timings
     publish_summary(summary)

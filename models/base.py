@@ -1,21 +1,11 @@
 """What every model family shares: the constructor signature, the task heads and `loss(batch)`."""
 from __future__ import annotations
 
-from typing import Annotated
-
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-SUPERVISED_TASKS = ("classification", "regression", "forecasting")
-Width = Annotated[int, Field(ge=1, le=65536)]  # a layer's units or channels
-
-
-class Params(BaseModel):
-    """Hyperparameters of a family; unknown keys, inf and nan are refused."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+from .params import SUPERVISED_TASKS, Params, Width  # noqa: F401 - Width: here too for who reads it from base
 
 
 class Model(nn.Module):

@@ -1,25 +1,15 @@
 """Convolutional network: y_ij = Σ_k x_{i−s_k, j−t_k} · w_k + b, activations, pooling."""
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import Field
 from torch import nn
 
-from .base import Model, Params, Width, activation
-
-
-class CNNParams(Params):
-    channels: list[Width] = Field(default=[16, 32], min_length=1)
-    kernel_size: int = Field(default=3, ge=1)
-    hidden: Width = 64
-    activation: Literal["relu", "gelu", "tanh", "silu"] = "relu"
-    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+from .base import Model, activation
+from .params import CNNParams, tasks_of
 
 
 class CNN(Model):
     Params = CNNParams
-    tasks = ("classification", "regression")
+    tasks = tasks_of("cnn")
 
     def __init__(self, input_shape, output_dim, task, params=None, class_weight=None):
         super().__init__(input_shape, output_dim, task, params or CNNParams(), class_weight)

@@ -3,16 +3,13 @@ from __future__ import annotations
 
 from torch import nn
 
-from .base import Model, Params
-
-
-class LinearParams(Params):
-    pass
+from .base import Model
+from .params import LinearParams, tasks_of
 
 
 class LinearRegression(Model):
     Params = LinearParams
-    tasks = ("regression", "forecasting")
+    tasks = tasks_of("linear")
 
     def __init__(self, input_shape, output_dim, task, params=None, class_weight=None):
         super().__init__(input_shape, output_dim, task, params or LinearParams(), class_weight)

@@ -5,16 +5,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Model, Params
-
-
-class LogisticParams(Params):
-    pass
+from .base import Model
+from .params import LogisticParams, tasks_of
 
 
 class LogisticRegression(Model):
     Params = LogisticParams
-    tasks = ("classification",)
+    tasks = tasks_of("logistic")
 
     def __init__(self, input_shape, output_dim, task, params=None, class_weight=None):
         super().__init__(input_shape, output_dim, task, params or LogisticParams(), class_weight)

@@ -1,23 +1,15 @@
 """Multi-layer perceptron: layers of affine maps and activations, with dropout."""
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import Field
 from torch import nn
 
-from .base import Model, Params, Width, activation
-
-
-class MLPParams(Params):
-    hidden: list[Width] = Field(default=[128, 64], min_length=1)
-    activation: Literal["relu", "gelu", "tanh", "silu"] = "relu"
-    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
-    batch_norm: bool = False
+from .base import Model, activation
+from .params import MLPParams, tasks_of
 
 
 class MLP(Model):
     Params = MLPParams
+    tasks = tasks_of("mlp")
 
     def __init__(self, input_shape, output_dim, task, params=None, class_weight=None):
         super().__init__(input_shape, output_dim, task, params or MLPParams(), class_weight)

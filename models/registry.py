@@ -34,7 +34,7 @@ def model_class(name: str) -> type[Model]:
 
 
 def validate_params(name: str, params: dict | None) -> Params:
-    return model_class(name).Params.model_validate(params or {})
+    return model_class(name).Params.model_validate(params or {})  # = models.params.validate_params, for a module
 
 
 def build_model(name: str, input_shape, output_dim: int, task: str, params: dict | None = None,

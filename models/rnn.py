@@ -37,25 +37,16 @@ forecasting only.
 """
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
-from pydantic import Field
 from torch import nn
 
-from .base import Model, Params, Width
+from .base import Model
+from .params import RNNParams, tasks_of
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 REVIN_EPS = 1e-5  # added to each window's variance: a flat window normalises to zeros, not NaN
 
 
-class RNNParams(Params):
-    cell: Literal["rnn", "lstm", "gru"] = "lstm"
-    hidden_size: Width = 64
-    num_layers: int = Field(default=1, ge=1)
-    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
-    relative: Literal["last", "revin", "none"] = "last"  # forecasting: the frame each window is read in
-    ar: bool = False  # forecasting: + a linear map of the target's window, in that frame
 
 
 class RNN(Model):
@@ -65,6 +56,7 @@ class RNN(Model):
     a series of one feature needs none."""
 
     Params = RNNParams
+    tasks = tasks_of("rnn")
     reads_target = True
     saved_defaults = {"relative": "none", "ar": False}  # what a model.json from before these params meant
 

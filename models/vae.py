@@ -1,20 +1,11 @@
 """Variational autoencoder: q_φ(z|x) = N(z; μ_φ(x), σ²_φ(x)), reparameterisation, ELBO."""
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
-from pydantic import Field
 from torch import nn
 
-from .base import Model, Params, Width, activation
-
-
-class VAEParams(Params):
-    latent_dim: Width = 8
-    hidden: list[Width] = Field(default=[128, 64], min_length=1)
-    activation: Literal["relu", "gelu", "tanh", "silu"] = "relu"
-    beta: float = Field(default=1.0, gt=0.0)
+from .base import Model, activation
+from .params import VAEParams, tasks_of
 
 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -33,7 +24,7 @@ class VAE(Model):
     """Gaussian decoder with unit variance, so the reconstruction term is ½‖x − x̂‖²."""
 
     Params = VAEParams
-    tasks = ("generative",)
+    tasks = tasks_of("vae")
 
     def __init__(self, input_shape, output_dim=0, task="generative", params=None, class_weight=None):
         super().__init__(input_shape, output_dim, task, params or VAEParams(), None)

@@ -20,6 +20,7 @@ TASK_METRICS = {
     "generative": {"val": ("loss", "elbo", "recon_mse"), "train": ("loss", "elbo", "recon_mse")},
 }
 HIGHER_IS_BETTER = {"accuracy", "f1_macro", "balanced_accuracy", "r2", "elbo", "persistence_r2"}
+MAIN_METRIC = {"classification": "accuracy", "regression": "r2", "forecasting": "r2", "generative": "recon_mse"}
 
 
 class Strict(BaseModel):
@@ -95,7 +96,7 @@ class Model_(Strict):
 
     @model_validator(mode="after")
     def _known_model(self):
-        from models import validate_params  # models imports only torch and pydantic
+        from models import validate_params  # no torch: models/params.py
 
         try:
             self.params = validate_params(self.name, self.params).model_dump()
@@ -204,11 +205,11 @@ class Spec(Strict):
         return self
 
     def _model_fits_data(self) -> list[str]:
-        from models import MODELS
+        from models.params import FAMILIES
 
         task, name, shape = self.data.task, self.model.name, self.data.shape
-        if task not in MODELS[name].tasks:
-            fits = sorted(n for n, cls in MODELS.items() if task in cls.tasks)
+        if task not in FAMILIES[name][1]:
+            fits = sorted(n for n, (_, tasks) in FAMILIES.items() if task in tasks)
             return [f"model.name: {name!r} does not do {task}; for {task} choose from {fits}"]
         if name == "cnn" and (shape is None or len(shape) != 3):
             return [f"data.shape: model cnn needs [channels, height, width], e.g. [1, 8, 8]; got {shape}"]

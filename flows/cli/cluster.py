@@ -74,6 +74,11 @@ def _cluster_table(to_stderr: bool = False) -> list[dict]:
     console.print(table)
     for line in dashboard_help(cluster.profile()):  # whole lines: a path cut in two cannot be pasted
         console.print(line, soft_wrap=True, markup=False, highlight=False)
+    from tasks.sweep.warm import recorded
+
+    if pids := recorded():
+        console.print(f"warm trial workers: {len(pids)} (Ray actors, pids {', '.join(map(str, pids))}), kept for the "
+                      "next sweep with torch loaded; idle ones hold no CPU; `conductor cluster down` stops them")
     return rows
 
 

@@ -1,8 +1,9 @@
-"""Evaluation: metrics, the one batch path, plots, permutation importance, baselines, and `evaluate` once per run."""
-from .baselines import BASELINE_ROWS, score_baselines, verdict, versus
-from .evaluate import evaluate, prediction_frame
-from .outputs import model_outputs, predict_all, score
-from .plots import MAIN_METRIC
+"""Evaluation: metrics, the one batch path, plots, permutation importance, baselines, and `evaluate` once per run.
+Attributes load on first use (tasks/lazy.py): scikit-learn, matplotlib and torch come with them."""
+from ..lazy import lazy
 
-__all__ = ["BASELINE_ROWS", "MAIN_METRIC", "evaluate", "model_outputs", "predict_all", "prediction_frame", "score",
-           "score_baselines", "verdict", "versus"]
+_WHERE = {"BASELINE_ROWS": ".baselines", "score_baselines": ".baselines", "verdict": ".baselines",
+          "versus": ".baselines", "evaluate": ".evaluate", "prediction_frame": ".evaluate",
+          "model_outputs": ".outputs", "predict_all": ".outputs", "score": ".outputs", "MAIN_METRIC": ".plots"}
+__getattr__ = lazy(__name__, _WHERE)
+__all__ = sorted(_WHERE)

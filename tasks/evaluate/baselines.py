@@ -23,9 +23,8 @@ import numpy as np
 import pandas as pd
 
 from ..data import ROW, Preprocessor
-from ..spec import HIGHER_IS_BETTER
+from ..spec import HIGHER_IS_BETTER, MAIN_METRIC
 from . import metrics as M
-from .plots import MAIN_METRIC
 
 BASELINE_ROWS = 100_000
 MIN_AUTOCORRELATION = 0.3

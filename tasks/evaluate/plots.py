@@ -12,8 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ..data import Preprocessor  # noqa: E402
-
-MAIN_METRIC = {"classification": "accuracy", "regression": "r2", "forecasting": "r2", "generative": "recon_mse"}
+from ..spec import MAIN_METRIC  # noqa: E402,F401 - here too for the callers that read it from plots
 
 
 def _save(fig, path: Path) -> str:

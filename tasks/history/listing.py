@@ -17,10 +17,9 @@ import yaml
 
 from ..errors import UserError
 from ..names import NAME
-from ..spec import HIGHER_IS_BETTER
+from ..spec import HIGHER_IS_BETTER, MAIN_METRIC
 
 # the task's headline metric, as in tasks/evaluate/plots.py (not imported: it loads torch and matplotlib)
-MAIN_METRIC = {"classification": "accuracy", "regression": "r2", "forecasting": "r2", "generative": "recon_mse"}
 NOT_EXPERIMENTS = {"cluster", "wandb", "compare"}  # CONDUCTOR_HOME's own folders; dot-folders are skipped too
 NOT_RUNS = {"sweeps"}  # runs/<name>/sweeps/<study>/ holds a sweep's trials
 

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from torch import nn
+if TYPE_CHECKING:  # the annotation only: reading a run's files needs no torch until its model loads
+    from torch import nn
 
 from ..data import Preprocessor
 from ..errors import UserError

@@ -60,8 +60,9 @@ def open_study(ctx: SweepContext, n_trials: int, resume: bool) -> optuna.Study:
     return study
 
 
-def optimize(ctx: SweepContext, n_trials: int, resume: bool) -> dict:
-    """Run trials until exactly n_trials are COMPLETE or PRUNED (failed ones are retried)."""
+def optimize(ctx: SweepContext, n_trials: int, resume: bool, keep_pool: bool = False) -> dict:
+    """Run trials until exactly n_trials are COMPLETE or PRUNED (failed ones are retried). `keep_pool`: the warm
+    workers stay up for the best trial's registration (pool.kept()), until pool.close_kept(); else they close here."""
     t0 = time.perf_counter()
     study = open_study(ctx, n_trials, resume)
     from .pool import is_warm
@@ -70,7 +71,7 @@ def optimize(ctx: SweepContext, n_trials: int, resume: bool) -> dict:
     timings = {"warm": warm}
     with Interrupts() as interrupts:
         if warm:
-            from .pool import run_warm, warm_pool
+            from .pool import close_pool, keep, run_warm, warm_pool
 
             pool = warm_pool(ctx, cpus)
             try:
@@ -78,11 +79,13 @@ def optimize(ctx: SweepContext, n_trials: int, resume: bool) -> dict:
                 timings["pool_start_s"] = pool.wait_ready()  # since the workers were created
                 timings["pool_wait_s"] = time.perf_counter() - t1  # of it, what the sweep still waited
                 run_warm(ctx, study, n_trials, interrupts.stop, pool)
-            finally:
-                t1 = time.perf_counter()
-                for error in pool.close():
-                    print(f"warning: W&B: {error}", file=sys.stderr)
-                timings["pool_close_s"] = time.perf_counter() - t1
+            except BaseException:
+                close_pool(pool)
+                raise
+            if keep_pool:
+                keep(pool)  # the best trial registers on a warm worker (torch is loaded there)
+            else:
+                timings["pool_close_s"] = close_pool(pool)
         else:
             _optimize_on_ray_train(ctx, study, n_trials, interrupts)
     timings["optimize_s"] = time.perf_counter() - t0

@@ -19,48 +19,13 @@ import optuna
 
 from ..progress import say
 from ..spec import Spec
+from . import warm
+from .job import TrialJob
 from .objective import SweepContext
 from .space import suggest, trial_spec
-from .storage import DONE, HEARTBEAT_S, counts, fail_stale
-from .trial import TrialJob
+from .storage import DONE, HEARTBEAT_S, Heartbeats, counts, fail_stale
 
 MAX_RETRY = 3
-
-
-class Heartbeats:
-    """One thread that records a heartbeat for every running trial every HEARTBEAT_S seconds."""
-
-    def __init__(self, storage):
-        self.storage, self.ids, self.lock = storage, set(), threading.Lock()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._beat, daemon=True, name="optuna-heartbeats")
-
-    def add(self, trial_id: int) -> None:
-        self.storage.record_heartbeat(trial_id)
-        with self.lock:
-            self.ids.add(trial_id)
-
-    def discard(self, trial_id: int) -> None:
-        with self.lock:
-            self.ids.discard(trial_id)
-
-    def _beat(self) -> None:
-        while not self.stop.wait(HEARTBEAT_S):
-            with self.lock:
-                ids = list(self.ids)
-            for trial_id in ids:
-                try:
-                    self.storage.record_heartbeat(trial_id)
-                except Exception as e:  # noqa: BLE001 - a transient database error must not end the beats
-                    print(f"warning: heartbeat of trial {trial_id}: {e}", file=sys.stderr)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(5)
 
 
 class WarmPool:
@@ -81,9 +46,15 @@ class WarmPool:
         # 2 with the same threads per trial)
         self.threads = int(os.environ.get("CONDUCTOR_TRIAL_THREADS", 0)) or max(1, int(self.cpu))
         self.wandb = {"project": w.project, "mode": wandb_mode, "group": study, "entity": w.entity}
-        self.cls = ray.remote(num_cpus=self.cpu, max_restarts=0)(TrialWorker)  # calls run in order
-        self.t0, self.readying, self.ctx = time.monotonic(), [], None
-        self.actors = [self.cls.remote(self.home, self.wandb) for _ in range(size)]
+        # calls run in order; claim/release (tasks/sweep/warm.py) in a group of their own, answered mid-trial
+        self.cls = ray.remote(num_cpus=self.cpu, max_restarts=0, concurrency_groups={"control": 1})(TrialWorker)
+        self.t0, self.readying, self.ctx, self.group = time.monotonic(), [], None, None
+        self.persistent = warm.persistent()
+        if self.persistent:  # cluster up: workers kept from earlier sweeps, this sweep's CPUs reserved apart
+            self.group = warm.reserve(self.cpu, size)
+            self.actors = warm.claim_workers(self.cls, size, self.home, self.wandb)
+        else:
+            self.actors = [self.cls.remote(self.home, self.wandb) for _ in range(size)]
 
     def prepare(self, ctx: SweepContext) -> WarmPool:
         self.ctx = ctx
@@ -94,26 +65,37 @@ class WarmPool:
     def _ready(self, actor) -> None:
         ctx = self.ctx  # queued ahead of the actor's first trial: actor calls run in order
         self.readying.append(actor.ready.remote(str(ctx.prepared.dir), ctx.storage_url, ctx.study,
-                                                ctx.spec.sweep.model_dump(mode="json"), ctx.spec.train.epochs))
+                                                ctx.spec.sweep.model_dump(mode="json"), ctx.spec.train.epochs,
+                                                self.home, self.wandb))
 
     def wait_ready(self, timeout: float = 300) -> float:
         """Seconds from the pool's creation until every worker has torch, the splits and the study."""
         import ray
 
-        ray.get(self.readying, timeout=timeout)
+        answers = ray.get(self.readying, timeout=timeout)
+        if self.persistent:
+            warm.record([a["pid"] for a in answers])
         return time.monotonic() - self.t0
 
     def replace(self, actor):
         import ray
 
         ray.kill(actor, no_restart=True)
-        fresh = self.cls.remote(self.home, self.wandb)
+        fresh = (warm.claim_workers(self.cls, 1, self.home, self.wandb)[0] if self.persistent
+                 else self.cls.remote(self.home, self.wandb))
         self._ready(fresh)
         self.actors = [fresh if a is actor else a for a in self.actors]
         return fresh
 
+    def register_best(self, *args, timeout: float = 600):
+        """tasks.sweep.best.register_best on one of the warm workers: torch, the model code and W&B are loaded
+        there, while this driver never imports torch (~3-4 s of a sweep's start-up and end on 2 cores)."""
+        import ray
+
+        return ray.get(self.actors[0].register_best.remote(*args), timeout=timeout)
+
     def close(self) -> list[str]:
-        """Wait for the W&B runs being written, then give the CPUs back."""
+        """Wait for the W&B runs being written, then give the CPUs back (and kept workers to the next sweep)."""
         import ray
 
         errors = []
@@ -122,11 +104,39 @@ class WarmPool:
                 errors += ray.get(actor.drain.remote(), timeout=90)
             except Exception:  # noqa: BLE001 - a dead actor has nothing left to write
                 pass
-            ray.kill(actor, no_restart=True)
+            if not self.persistent:
+                ray.kill(actor, no_restart=True)
+        if self.persistent:
+            warm.release(self.actors, self.group)
         return errors
 
 
 _PRESTARTED: list[WarmPool] = []
+_KEPT: list[WarmPool] = []  # a sweep's pool after its trials, until the best trial is registered
+
+
+def keep(pool: WarmPool) -> None:
+    _KEPT.append(pool)
+
+
+def kept() -> WarmPool | None:
+    return _KEPT[-1] if _KEPT else None
+
+
+def close_pool(pool: WarmPool) -> float:
+    """Give the workers' CPUs back once their W&B runs are written; returns the seconds it took."""
+    t0 = time.perf_counter()
+    for error in pool.close():
+        print(f"warning: W&B: {error}", file=sys.stderr)
+    return time.perf_counter() - t0
+
+
+def close_kept() -> float:
+    """Close the pools kept for registration (the flow's `finally`); returns the seconds it took."""
+    seconds = 0.0
+    while _KEPT:
+        seconds += close_pool(_KEPT.pop())
+    return seconds
 
 
 def is_warm(spec: Spec, parallel: int) -> tuple[bool, float]:

@@ -5,6 +5,8 @@ the same parameters by the retry callback, which is what `--resume` relies on.
 """
 from __future__ import annotations
 
+import sys
+import threading
 import time
 import warnings
 from typing import Any
@@ -37,8 +39,9 @@ def make_storage(url: str, heartbeat: bool = True) -> optuna.storages.BaseStorag
                                   heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(3))
                 return optuna.storages.RDBStorage(url, **kwargs)
         except Exception as e:  # noqa: BLE001 - a wrong URL or an unreachable server is the user's
-            # two processes creating the same new database race on its schema table: the loser retries
-            if "alembic_version" in str(e) and attempt < 2:
+            # two processes creating the same new database race on its schema tables (alembic_version,
+            # version_info, ...: "table ... already exists"): the loser retries, and then finds them made
+            if ("alembic_version" in str(e) or "already exists" in str(e)) and attempt < 2:
                 time.sleep(0.5)
                 continue
             raise UserError(f"--storage: cannot open Optuna storage {redact_url(url)!r} ({type(e).__name__}: "
@@ -121,3 +124,39 @@ def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         return [k for key in sorted(set(a) | set(b)) for k in _diff(a.get(key), b.get(key), f"{prefix}{key}.")]
     return [] if a == b else [prefix.rstrip(".")]
+
+
+class Heartbeats:
+    """One thread that records a heartbeat for every running trial every HEARTBEAT_S seconds."""
+
+    def __init__(self, storage):
+        self.storage, self.ids, self.lock = storage, set(), threading.Lock()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True, name="optuna-heartbeats")
+
+    def add(self, trial_id: int) -> None:
+        self.storage.record_heartbeat(trial_id)
+        with self.lock:
+            self.ids.add(trial_id)
+
+    def discard(self, trial_id: int) -> None:
+        with self.lock:
+            self.ids.discard(trial_id)
+
+    def _beat(self) -> None:
+        while not self.stop.wait(HEARTBEAT_S):
+            with self.lock:
+                ids = list(self.ids)
+            for trial_id in ids:
+                try:
+                    self.storage.record_heartbeat(trial_id)
+                except Exception as e:  # noqa: BLE001 - a transient database error must not end the beats
+                    print(f"warning: heartbeat of trial {trial_id}: {e}", file=sys.stderr)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(5)

@@ -6,7 +6,6 @@ The job that crosses to the worker is typed (TrialJob); the worker keeps the pre
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,20 +16,7 @@ from ..data import Prepared, Preprocessor
 from ..finite import dumps as finite_json
 from ..spec import validate
 from ..train import LossModule, Progress, fit, local_batches
-
-
-@dataclass
-class TrialJob:
-    """What a warm worker needs to run one Optuna trial of a sweep."""
-
-    trial_id: int
-    number: int
-    params: dict
-    spec_json: dict  # the trial's spec (the sweep's spec with params applied), re-validated on the worker
-    prepared_dir: str
-    out_dir: str
-    metric: str
-    threads: int = 1
+from .job import TrialJob
 
 
 class TrialData:

@@ -9,12 +9,17 @@ import queue
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
+import ray
 
 from .. import tracking
+from .job import TrialJob
 from .storage import make_pruner, make_storage
-from .trial import TrialData, TrialJob, run_trial
+
+if TYPE_CHECKING:
+    from .trial import TrialData
 
 
 class TrialTracker:
@@ -60,20 +65,47 @@ class TrialTracker:
 class TrialWorker:
     """The actor. `ready` warms it for a sweep; `run_trial` runs one trial; `drain` waits for W&B."""
 
-    def __init__(self, home: str, wandb: dict):
+    def __init__(self, home: str, wandb: dict, owner: str | None = None):
         import torch  # noqa: F401 - imported once per worker, not once per trial
 
-        import models  # noqa: F401
+        import models.registry  # noqa: F401 - every family module
+
+        from . import trial  # noqa: F401 - the loop and its evaluation, before the first trial asks for them
 
         self.home, self.wandb = Path(home), wandb
         self.data: dict[str, TrialData] = {}
         self.studies: dict[tuple, optuna.Study] = {}
         self.trackers: list[TrialTracker] = []
+        self.owner, self.lock = owner, threading.Lock()  # the sweep (Ray job) it works for: tasks/sweep/warm.py
 
-    def ready(self, prepared_dir: str, storage_url: str, study: str, sweep: dict, epochs: int) -> dict:
+    @ray.method(concurrency_group="control")  # answered while a trial runs
+    def claim(self, job: str) -> bool:
+        """Take this worker for the sweep of Ray job `job`: True when it was free or its sweep's driver is gone."""
+        from .warm import job_alive
+
+        with self.lock:
+            if self.owner not in (None, job) and job_alive(self.owner):
+                return False
+            self.owner = job
+            return True
+
+    @ray.method(concurrency_group="control")
+    def release(self, job: str) -> None:
+        with self.lock:
+            if self.owner == job:
+                self.owner = None
+
+    def ready(self, prepared_dir: str, storage_url: str, study: str, sweep: dict, epochs: int,
+              home: str | None = None, wandb: dict | None = None) -> dict:
         """Before the first trial: the splits in memory and the study opened; then gc.freeze(), so the
-        collection after each trial walks only what that trial allocated."""
+        collection after each trial walks only what that trial allocated. A worker kept from an earlier sweep
+        (tasks/sweep/warm.py) drops that sweep's splits and study first, and takes this one's home and W&B."""
         t0 = time.perf_counter()
+        gc.unfreeze()
+        self.data = {k: v for k, v in self.data.items() if k == prepared_dir}
+        self.studies = {k: v for k, v in self.studies.items() if k == (storage_url, study)}
+        if home is not None:
+            self.home, self.wandb = Path(home), wandb
         self._data(prepared_dir)
         self._study(storage_url, study, sweep, epochs)
         gc.collect()
@@ -81,6 +113,8 @@ class TrialWorker:
         return {"pid": os.getpid(), "seconds": time.perf_counter() - t0, "rss_mb": rss_mb()}
 
     def _data(self, prepared_dir: str) -> TrialData:
+        from .trial import TrialData  # torch: in the actor, never in the driver that defines it
+
         if prepared_dir not in self.data:
             self.data[prepared_dir] = TrialData(prepared_dir)
         return self.data[prepared_dir]
@@ -102,8 +136,11 @@ class TrialWorker:
         trial = optuna.trial.Trial(self._study(storage_url, study, sweep, job.spec_json["train"]["epochs"]),
                                    job.trial_id)
         trial.set_user_attr("node_id", ray.get_runtime_context().get_node_id())
+        trial.set_user_attr("worker_pid", os.getpid())  # a warm worker kept across sweeps shows up again
         tracker = self._tracker(job)
         state, value, progress = "complete", None, None
+        from .trial import run_trial
+
         try:
             progress, _ = run_trial(trial, job, self._data(job.prepared_dir), tracker.log if tracker else None)
             value = next(r for r in progress.history if r["epoch"] == progress.best_epoch)[job.metric]
@@ -125,6 +162,13 @@ class TrialWorker:
                                {**job.spec_json, "trial": job.params}, self.home)
         self.trackers.append(tracker)
         return tracker
+
+    def register_best(self, spec, prepared, study: str, storage_url: str, home: str, wandb_mode: str,
+                      run_id: str | None) -> dict:
+        """The best trial's weights scored on test and registered as a run directory, here (see WarmPool)."""
+        from .best import register_best
+
+        return register_best(spec, prepared, study, storage_url, Path(home), wandb_mode, run_id)
 
     def drain(self, timeout: float = 60.0) -> list[str]:
         """Wait for the W&B runs still being written; returns their errors (call before killing the actor)."""

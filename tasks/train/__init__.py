@@ -1,8 +1,9 @@
-"""Training: the plain loop (loop.py), the typed job that crosses to workers, and Ray Train around it."""
-from .batches import local_batches, to_tensors
-from .job import Tracking, Trained, TrainJob
-from .loop import LossModule, Progress, fit
-from .plan import MIN_CPU_PER_WORKER, fit_parallel, plan_workers
+"""Training: the plain loop (loop.py), the typed job that crosses to workers, and Ray Train around it.
+Attributes load on first use (tasks/lazy.py): the loop imports torch, the plan and the job do not."""
+from ..lazy import lazy
 
-__all__ = ["MIN_CPU_PER_WORKER", "LossModule", "Progress", "Tracking", "TrainJob", "Trained", "fit",
-           "fit_parallel", "local_batches", "plan_workers", "to_tensors"]
+_WHERE = {"local_batches": ".batches", "to_tensors": ".batches", "Tracking": ".job", "Trained": ".job",
+          "TrainJob": ".job", "LossModule": ".loop", "Progress": ".loop", "fit": ".loop",
+          "MIN_CPU_PER_WORKER": ".plan", "fit_parallel": ".plan", "plan_workers": ".plan"}
+__getattr__ = lazy(__name__, _WHERE)
+__all__ = sorted(_WHERE)

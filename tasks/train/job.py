@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..data import Preprocessor
 from ..spec import Spec, validate
-from .loop import Progress
+
+if TYPE_CHECKING:  # the loop imports torch: a driver that only builds a job does not need it
+    from .loop import Progress
 
 
 class EpochHook(Protocol):

@@ -442,6 +442,10 @@ def test_cluster_up_submit_sweep_down(tmp_path, postgres_db):
         straight = optuna.load_study(study_name=f"{name}-direct",
                                      storage=make_storage(env["CONDUCTOR_OPTUNA_STORAGE"], heartbeat=False))
         assert {tr.user_attrs["node_id"] for tr in straight.trials} <= nodes  # on the cluster's nodes
+        # the warm workers of the submitted sweep stayed up (torch loaded) and ran the direct sweep's trials
+        assert {tr.user_attrs["worker_pid"] for tr in straight.trials} <= {tr.user_attrs["worker_pid"] for tr in study.trials}
+        status = run_cli("cluster", "status", env=env, timeout=120)
+        assert "warm trial workers: 2" in status.stdout, status.stdout
 
         bad = run_cli("submit", spec, "--set", "train.lr=-1", env=env, timeout=120)
         assert bad.returncode == 2 and bad.stderr.startswith("error: ")

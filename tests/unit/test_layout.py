@@ -112,6 +112,9 @@ def test_no_circles_between_files():
 @pytest.mark.parametrize("module,heavy", [
     ("models", {"ray", "dask", "distributed", "prefect", "wandb", "optuna"}),
     ("tasks.spec", {"ray", "dask", "distributed", "prefect", "wandb", "optuna"}),
+    # a sweep's driver: torch and scikit-learn load in the warm workers only (tasks/lazy.py), ~3-5 s of start-up
+    ("flows.sweep, flows.cli.run, tasks.sweep.pool, tasks.sweep.optimize", {"torch", "sklearn", "matplotlib", "wandb"}),
+    ("flows.engines, tasks.runs.repro, tasks.train.plan, tasks.train.job", {"torch", "sklearn", "matplotlib"}),
 ])
 def test_import_stays_light(module, heavy):
     code = (f"import json, sys; import {module}; "
@@ -166,3 +169,13 @@ def test_no_two_test_modules_share_a_name():
     for p in (ROOT / "tests").rglob("test_*.py"):
         names[p.name].append(str(p.relative_to(ROOT)))
     assert {n: ps for n, ps in names.items() if len(ps) > 1} == {}
+
+
+def test_a_spec_checks_without_torch():
+    """The CLI validates a spec before any engine starts: model params come from models/params.py, not torch."""
+    code = ("import json, sys; from tasks.spec_file import load_spec; "
+            "load_spec('experiments/digits-cnn.yaml', ['model.params.dropout=0.2']); "
+            "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'sklearn', 'ray', 'prefect'})))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []

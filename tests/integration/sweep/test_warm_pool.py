@@ -149,3 +149,42 @@ def test_a_dead_worker_fails_only_its_trial_which_runs_again(engines, home):
     failed = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.FAIL]
     retried = [t for t in finished(study) if t.user_attrs.get("retry_of") == failed[0].number]
     assert len(retried) == 1 and retried[0].params == failed[0].params
+
+
+def test_kept_workers_serve_the_next_sweep_and_hold_no_cpu_between(engines, home, monkeypatch):
+    """On a Ray the user keeps (cluster up), workers outlive a sweep (tasks/sweep/warm.py): the next sweep gets
+    the same processes, their CPUs are the sweep's placement group's (gone with the sweep), and a worker
+    claimed by a live sweep is not handed to another."""
+    import ray
+
+    from tasks.sweep import warm
+    from tasks.sweep.optimize import optimize
+
+    monkeypatch.setattr(warm, "persistent", lambda: True)
+    spec = {**SPEC, "train": {**SPEC["train"], "epochs": 1}}
+    pids = []
+    try:
+        for study_name in ("kept-1", "kept-2"):
+            ctx = context(home, study_name, spec)
+            out = optimize(ctx, n_trials=2, resume=False)
+            assert out["counts"]["complete"] + out["counts"]["pruned"] == 2
+            study = optuna.load_study(study_name=study_name, storage=make_storage(ctx.storage_url, heartbeat=False))
+            pids.append({t.user_attrs["worker_pid"] for t in study.trials})
+            deadline = time.monotonic() + 15  # the placement group goes asynchronously
+            while ray.available_resources().get("CPU", 0) < ray.cluster_resources()["CPU"] and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert ray.available_resources().get("CPU", 0) == ray.cluster_resources()["CPU"]  # nothing held
+        assert pids[1] <= pids[0]  # the second sweep ran on the first one's workers
+        names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == warm.NAMESPACE]
+        assert len(names) == 2 and all(n.startswith(f"trial-{warm.code_version()}-") for n in names)
+        worker = ray.get_actor(names[0], namespace=warm.NAMESPACE)
+        me = warm.owner()
+        assert ray.get(worker.claim.remote(me))  # free after its sweep: claimed by this (live) job now
+        assert not ray.get(worker.claim.remote("ffffff01"))  # another sweep cannot take it while this one lives
+        ray.get(worker.release.remote(me))
+        assert ray.get(worker.claim.remote("ffffff01"))  # free again; and a dead job's claim does not hold it:
+        assert ray.get(worker.claim.remote(me))
+    finally:
+        for a in ray.util.list_named_actors(all_namespaces=True):
+            if a["namespace"] == warm.NAMESPACE:
+                ray.kill(ray.get_actor(a["name"], namespace=warm.NAMESPACE), no_restart=True)
