@@ -3,7 +3,8 @@
   (a) plain Optuna in one process: study.optimize, the model trained inside the objective
   (b) Ray Tune: Tuner + OptunaSearch + ASHA, reuse_actors, 2 trials at a time
   (c) `conductor sweep` with the spec's defaults (W&B offline on, as a user runs it), parallel 2:
-      cold (no conductor, Ray or Prefect process alive) and warm (`conductor cluster up` running)
+      cold (no conductor, Ray or Prefect process alive), then with `conductor cluster up` running: its first
+      sweep (which starts the warm workers the cluster keeps) and warm (the next sweep, which reuses them)
 
 Work: scikit-learn's digits, the CNN of experiments/digits-cnn.yaml (conv 32-64, hidden 128), 12 trials
 x up to 9 epochs, random sampler, successive halving (Optuna's for a and c, ASHA for b), space lr x
@@ -191,14 +192,16 @@ def main() -> None:
             try:
                 if up.returncode:
                     raise SystemExit(f"cluster up failed:\n{up.stderr[-3000:]}")
+                # the first sweep on the cluster starts its warm workers (tasks/sweep/warm.py); the next finds them
+                res["c 1st on cluster"] = conductor(home, args.trials, args.epochs, "warm-first")
                 res["c warm"] = conductor(home, args.trials, args.epochs, "warm")
             finally:
                 subprocess.run([sys.executable, "-m", "flows", "cluster", "down"], cwd=ROOT, env=env, capture_output=True)
     print(f"\nsweep_peers: digits CNN, {args.trials} trials x <= {args.epochs} epochs, random sampler, "
           "successive halving, 2 at a time\n")
     for name, r in res.items():
-        print(f"  ({name:<6}) wall {r['wall_s']:6.1f} s  epochs {r['epochs']:4d}  best val/accuracy {r['best_val']}")
-    for name in ("c cold", "c warm"):
+        print(f"  ({name:<16}) wall {r['wall_s']:6.1f} s  epochs {r['epochs']:4d}  best val/accuracy {r['best_val']}")
+    for name in ("c cold", "c 1st on cluster", "c warm"):
         if name in res:
             c = res[name]
             print(f"\n  ({name}) / (a) = {c['wall_s'] / res['a']['wall_s']:.2f}x   ({name}) / (b) = "

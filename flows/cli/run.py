@@ -94,6 +94,7 @@ def run(
 
     summary = run_spec(load_spec(spec, set_ or []), spec, t0)
     print_summary(summary, as_json)
+    stop_embedded_ray()
 
 
 def run_spec(spec_obj, spec_path: Path, t0: float | None = None, rerun_of: str | None = None) -> dict:
@@ -202,6 +203,16 @@ def sweep(
     summary["duration_s"] = time.perf_counter() - t0
     summary["timings"] = {**summary.get("timings", {}), **started}
     _print_sweep(summary, as_json)
+    stop_embedded_ray()
+
+
+def stop_embedded_ray() -> None:
+    """The command's own Ray goes now, its result printed: Ray's exit hook would first sleep 0.5 s for logs
+    that a finished command no longer has. A cluster's Ray is only disconnected from."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
 
 
 def _print_sweep(summary: dict, as_json: bool) -> None:

@@ -54,6 +54,7 @@ def owner() -> str:
 def claim_workers(cls, size: int, home: str, wandb: dict) -> list:
     """`size` workers of this code version for this sweep: idle ones first, then new ones."""
     import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     me, prefix = owner(), f"trial-{code_version()}-"
     named = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == NAMESPACE]
@@ -73,9 +74,11 @@ def claim_workers(cls, size: int, home: str, wandb: dict) -> list:
                 actor.release.remote(me)
             continue
         got.append(actor)
-    while len(got) < size:
+    nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) > 0)
+    while len(got) < size:  # round the nodes: an actor that asks for no CPU is otherwise packed onto one
+        where = NodeAffinitySchedulingStrategy(nodes[len(got) % len(nodes)], soft=True) if nodes else "SPREAD"
         got.append(cls.options(name=prefix + secrets.token_hex(4), namespace=NAMESPACE, lifetime="detached",
-                               num_cpus=0, scheduling_strategy="SPREAD").remote(home, wandb, owner=me))
+                               num_cpus=0, scheduling_strategy=where).remote(home, wandb, owner=me))
     return got
 
 
