@@ -84,8 +84,10 @@ def _not_user_error(task, task_run, state) -> bool:
 def preprocess_task(data: dict, home: str) -> Prepared:
     """Dask dataframe work on the flow's Dask cluster; returns where the Parquet splits are, and the
     fitted Preprocessor."""
-    with get_dask_client():
-        return preprocess(Data.model_validate(data), Path(home), log=lambda *_: None)
+    from tasks.progress import say
+
+    with get_dask_client():  # a long preprocessing says how far it is (and, in this process, into the flow's log)
+        return preprocess(Data.model_validate(data), Path(home), log=lambda *_: None, progress=say)
 
 
 def publish_summary(summary: dict) -> None:

@@ -68,6 +68,11 @@ def _check_listed(data: Data) -> None:
 def check_rows(ddf: dd.DataFrame, features: list[str], data: Data) -> dict:
     """Checks that need one pass over the rows: empty data, all-missing columns, infinities, text columns
     that look like ids, one class. Returns what it counted (rows, missing, classes, labels)."""
+    return judge_rows(dask.compute(row_checks(ddf, features, data))[0], features, data)
+
+
+def row_checks(ddf: dd.DataFrame, features: list[str], data: Data) -> dict:
+    """What check_rows counts, lazily: preprocessing computes it in the same pass as its statistics."""
     cols = list(dict.fromkeys(features + ([data.target] if data.target else [])))
     dtypes = dict(ddf.dtypes.items())
     real = [c for c in cols if pd.api.types.is_numeric_dtype(dtypes[c]) and not pd.api.types.is_bool_dtype(dtypes[c])]
@@ -75,11 +80,29 @@ def check_rows(ddf: dd.DataFrame, features: list[str], data: Data) -> dict:
         if data.features is None and data.preprocessing.categorical == "onehot" else []
     todo = {"rows": ddf.shape[0], "missing": ddf[cols].isna().sum(),
             "inf": (ddf[real].abs() == np.inf).sum() if real else None,
-            "distinct": {c: ddf[c].nunique_approx() for c in texts}}
+            "distinct": {c: ddf[c].map_partitions(few_distinct, meta=ddf[c]._meta) for c in texts}}
     if data.task == "classification":
-        todo["classes"] = ddf[data.target].dropna().drop_duplicates().head(1001, npartitions=-1, compute=False)
-        todo["labels"] = ddf[data.target].map_partitions(label_text, meta=(data.target, "object")).value_counts()
-    got = dask.compute(todo)[0]
+        # split_out=1: a tree reduction, no shuffle (a target of over 1000 values is refused anyway)
+        todo["classes"] = ddf[data.target].dropna().drop_duplicates(split_out=1).head(1001, npartitions=-1,
+                                                                                        compute=False)
+        # rows without a label are dropped before the split: counted here, a text column's <NA> read as a label
+        todo["labels"] = ddf[data.target].dropna().map_partitions(label_text, meta=(data.target, "object")) \
+            .value_counts(split_out=1)
+    return todo
+
+
+DISTINCT_MAX = 1000  # a text column with more distinct values is refused (one-hot would make a column of each)
+
+
+def few_distinct(s: pd.Series) -> pd.Series:
+    """Up to DISTINCT_MAX + 1 of the distinct values of one partition's column: their union over the partitions
+    counts a column's distinct values exactly up to DISTINCT_MAX (cheaper than hashing every value for Dask's
+    nunique_approx)."""
+    return s.dropna().drop_duplicates().iloc[:DISTINCT_MAX + 1]
+
+
+def judge_rows(got: dict, features: list[str], data: Data) -> dict:
+    """Refuse a source by what row_checks counted (UserError); returns the counts."""
     if got["rows"] == 0:
         raise UserError(f"data.source: {data.source!r} holds no rows")
     empty = [c for c, n in got["missing"].items() if n == got["rows"]]
@@ -102,10 +125,11 @@ def _check_values(got: dict, data: Data) -> None:
         raise UserError(f"data: infinite values (inf/-inf) in {where}, count per column {bad}; "
                         "fix them or mark them missing (empty) so data.preprocessing.impute fills them")
     rows = got["rows"]
-    for c, n in got["distinct"].items():
-        n = int(round(n))
-        if n > 1000 or (n > 0.5 * rows and n >= 20):
-            raise UserError(f"data.features: text column {c!r} of {where} has about {n} distinct values in {rows} "
+    for c, values in got["distinct"].items():
+        n = int(values.nunique())  # exact up to DISTINCT_MAX; past it, at least DISTINCT_MAX + 1
+        if n > DISTINCT_MAX or (n > 0.5 * rows and n >= 20):
+            shown = f"over {DISTINCT_MAX}" if n > DISTINCT_MAX else n
+            raise UserError(f"data.features: text column {c!r} of {where} has {shown} distinct values in {rows} "
                             f"rows (an id, a name, an e-mail?); one-hot would make a column of each: name it in "
                             "data.drop or list data.features")
     if data.task == "classification":

@@ -1,7 +1,12 @@
 """Fitting a Preprocessor on the train split, on Dask: imputation values, categories, clipping bounds,
-class labels and weights, then the scaling statistics of the encoded columns."""
+class labels and weights, then the scaling statistics of the encoded columns.
+
+Each fit comes in two halves: `*_todo` says lazily what to count, `*_from` turns the counts into the fitted
+values, so that tasks/data/prepare.py computes the counts of several fits in one pass over the source.
+`fit_columns`, `fit_target` and `fit_scale` do both at once."""
 from __future__ import annotations
 
+import json
 import math
 
 import dask
@@ -18,22 +23,34 @@ MEDIAN_GRID = np.linspace(0.0, 1.0, 1001)  # its middle point is 0.5
 
 def fit_columns(train: dd.DataFrame, features, numeric, categorical, data: Data, dtypes) -> Preprocessor:
     """Imputation, categories and clipping bounds from the raw train rows; scaling comes after."""
-    p = data.preprocessing
-    strategy = p.impute
+    got = dask.compute(columns_todo(train, numeric, categorical, data))[0]
+    return columns_from(got, features, numeric, categorical, data, dtypes)
+
+
+def columns_todo(train: dd.DataFrame, numeric, categorical, data: Data) -> dict:
+    strategy = data.preprocessing.impute
     num = train[numeric].map_partitions(lambda d: d.apply(as_number)) if numeric else None
     todo = {}
     if numeric:
-        todo["mean"], todo["std"] = num.mean(), num.std()
+        todo["moments"] = moments(num)
         # Dask merges each partition's summary of the asked quantiles: asked 0.5 alone, a median of partitions
         # whose values drift (a sorted or trending file) came out at rank 0.66 (dask/dask#731). Asked on a
         # grid of 1001, every partition is summarised finely and the merged median is within ~1e-3 in rank.
         todo["median"] = (num.quantile(list(MEDIAN_GRID))
                           if strategy in ("median", "drop", "interpolate", "none") else None)
         if strategy == "most_frequent":
-            todo["mode"] = {c: num[c].value_counts() for c in numeric}
-    todo["cats"] = {c: train[c].map_partitions(as_text, meta=(c, "object")).value_counts() for c in categorical}
-    got = dask.compute(todo)[0]
+            todo["mode"] = {c: num[c].value_counts(split_out=1) for c in numeric}
+    todo["cats"] = {c: train[c].map_partitions(as_text, meta=(c, "object")).value_counts(split_out=1)
+                    for c in categorical}
+    return todo
+
+
+def columns_from(got: dict, features, numeric, categorical, data: Data, dtypes) -> Preprocessor:
+    p = data.preprocessing
+    strategy = p.impute
     values, clip = {}, {}
+    if numeric:
+        got = {**got, **dict(zip(("mean", "std"), mean_sd(got["moments"], numeric, ddof=1), strict=True))}
     for c in numeric:
         if strategy == "mean":
             values[c] = float(got["mean"][c])
@@ -68,26 +85,106 @@ def fit_columns(train: dd.DataFrame, features, numeric, categorical, data: Data,
 
 def fit_scale(encoded: dd.DataFrame | pd.DataFrame, columns: list[str], kind: str) -> dict:
     """Scaling statistics of the encoded train columns (x0..), keyed by encoded column name."""
+    return scale_from(dask.compute(scale_todo(encoded, kind))[0], columns, kind)
+
+
+def scale_todo(encoded: dd.DataFrame | pd.DataFrame, kind: str) -> dict:
+    if kind == "none":
+        return {}
+    if kind == "standard":
+        return {"moments": moments(encoded)}
+    return {"center": encoded.min(), "top": encoded.max()}
+
+
+def scale_from(got: dict, columns: list[str], kind: str) -> dict:
     if kind == "none":
         return {"kind": "none"}
     if kind == "standard":
-        center, width = dask.compute(encoded.mean(), encoded.std(ddof=0))
+        center, width = mean_sd(got["moments"], columns, ddof=0)
     else:
-        center, top = dask.compute(encoded.min(), encoded.max())
-        width = top - center
+        center, width = got["center"], got["top"] - got["center"]
     width = width.where(width > 1e-12, 1.0).fillna(1.0)
     return {"kind": kind,
             "center": {columns[i]: float(center.iloc[i]) for i in range(len(columns))},
             "scale": {columns[i]: float(width.iloc[i]) for i in range(len(columns))}}
 
 
+MOMENTS_META = pd.DataFrame({"i": pd.Series(dtype="int64"), "n": pd.Series(dtype="float64"),
+                             "mean": pd.Series(dtype="float64"), "m2": pd.Series(dtype="float64")})
+
+
+def moments(frame: dd.DataFrame | pd.DataFrame):
+    """Per partition and column (by position i): the count, mean and sum of squared deviations of the values
+    (missing ones skipped), in float64 (the encoded columns are float32). mean_sd merges them."""
+    if isinstance(frame, pd.DataFrame):
+        return _moments(frame)
+    return frame.map_partitions(_moments, meta=MOMENTS_META)
+
+
+def _moments(pdf: pd.DataFrame) -> pd.DataFrame:
+    n, mean, m2 = [], [], []
+    for i in range(pdf.shape[1]):  # a column at a time: no copy of the whole partition in float64
+        v = pdf.iloc[:, i].to_numpy(dtype="float64", na_value=np.nan)
+        v = v[~np.isnan(v)]
+        mu = v.mean() if len(v) else np.nan
+        n.append(len(v))
+        mean.append(mu)
+        m2.append(float(np.square(v - mu).sum()) if len(v) else 0.0)
+    return pd.DataFrame({"i": np.arange(pdf.shape[1], dtype="int64"), "n": np.asarray(n, dtype="float64"),
+                         "mean": np.asarray(mean, dtype="float64"), "m2": np.asarray(m2, dtype="float64")})
+
+
+def mean_sd(parts: pd.DataFrame, columns: list[str], ddof: int) -> tuple[pd.Series, pd.Series]:
+    """The partitions' moments merged: each column's mean and standard deviation (NaN where no value, or one
+    value and ddof 1), as pandas gives them. Merged exactly: m2 = sum of m2_p + n_p (mean_p - mean)^2."""
+    i, n_p = parts["i"].to_numpy(), parts["n"].to_numpy()
+    mean_p = np.where(n_p > 0, parts["mean"].to_numpy(), 0.0)
+    k = len(columns)
+    n = np.bincount(i, weights=n_p, minlength=k)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.bincount(i, weights=n_p * mean_p, minlength=k) / n
+        m2 = np.bincount(i, weights=parts["m2"].to_numpy() + n_p * np.square(mean_p - mean[i]), minlength=k)
+        sd = np.where(n - ddof > 0, np.sqrt(m2 / (n - ddof)), np.nan)
+    return pd.Series(mean, index=columns), pd.Series(sd, index=columns)
+
+
 def fit_target(prep: Preprocessor, train: dd.DataFrame, data: Data) -> None:
     """Classes (ordered numbers first, then text), counts and weights; or the regression target's scale."""
+    target_from(prep, dask.compute(target_todo(train, data))[0], data)
+
+
+LABELS_META = pd.DataFrame({"text": pd.Series(dtype="str"), "label": pd.Series(dtype="str"),
+                            "n": pd.Series(dtype="int64")})
+
+
+def label_summary(y: pd.Series) -> pd.DataFrame:
+    """One partition's labels: each label's text once, in order of first appearance, with the first raw value
+    that reads so (as JSON, as plain_label keeps it) and how many rows hold it."""
+    text = label_text(y)
+    keep = text.notna().to_numpy()
+    codes, uniques = pd.factorize(text[keep])
+    first = np.unique(codes, return_index=True)[1] if len(codes) else np.zeros(0, dtype=int)
+    raw = y[keep].iloc[first]
+    return pd.DataFrame({"text": pd.Series(np.asarray(uniques, dtype=object), dtype="str"),
+                         "label": pd.Series([json.dumps(plain_label(v)) for v in raw], dtype="str"),
+                         "n": np.bincount(codes, minlength=len(uniques)).astype("int64")})
+
+
+def target_todo(train: dd.DataFrame, data: Data) -> dict:
     if data.task == "classification":
-        counts = train[data.target].map_partitions(label_text, meta=(data.target, "object")).value_counts().compute()
-        by_text = {}
-        for v in train[data.target].dropna().drop_duplicates().compute():
-            by_text.setdefault(label_text(pd.Series([v])).iloc[0], plain_label(v))
+        return {"labels": train[data.target].map_partitions(label_summary, meta=LABELS_META)}
+    if data.task == "regression" and data.preprocessing.scale != "none":
+        y = train[data.target].map_partitions(as_number)
+        return {"mean": y.mean(), "std": y.std(ddof=0)}
+    return {}
+
+
+def target_from(prep: Preprocessor, got: dict, data: Data) -> None:
+    if data.task == "classification":
+        labels = got["labels"]
+        counts = labels.groupby("text", sort=False)["n"].sum()
+        first = labels.drop_duplicates("text")  # the raw value a label's text first comes from, in source order
+        by_text = {t: json.loads(raw) for t, raw in zip(first["text"], first["label"], strict=True)}
         prep.classes = [by_text[t] for t in sorted(by_text, key=_label_order)]
         n, k = float(counts.sum()), len(prep.classes)
         prep.class_counts = [int(counts.get(str(c), 0)) for c in prep.classes]
@@ -99,8 +196,7 @@ def fit_target(prep: Preprocessor, train: dd.DataFrame, data: Data) -> None:
         prep.output_dim = k
     elif data.task == "regression":
         if data.preprocessing.scale != "none":
-            y = train[data.target].map_partitions(as_number)
-            mu, sd = dask.compute(y.mean(), y.std(ddof=0))
+            mu, sd = got["mean"], got["std"]
             prep.target_scale = {"center": float(mu), "scale": float(sd) if sd > 1e-12 else 1.0}
         prep.output_dim = 1
     else:

@@ -5,6 +5,20 @@ Every statistic is fitted on the train split only and kept in a `Preprocessor` s
 source and spec reuses it. The cache key is the data spec, each file's content (tasks/data/sources.py
 `content_digest`) and the preprocessing code's VERSION; an entry appears whole (staged, renamed) or not at
 all, and the least recently used entries go once the cache passes CONDUCTOR_CACHE_MAX_GB (default 20).
+
+Passes over the source: a tabular source is read 3 times (was 10: the row checks, the partition lengths, the
+column statistics, the target's two, the scale statistics, and one read per output of the four):
+  1. the row checks (tasks/data/checks.py), the partition lengths `number_rows` needs, and every statistic of
+     the raw train rows: imputation values, categories, clipping bounds, the classes and their counts or the
+     regression target's scale, in one `dask.compute`. The split is drawn per row from a generator seeded per
+     partition (split.py `assign_split`), so the train rows are known without the row numbers;
+  2. the scale statistics of the train rows once imputed, clipped and encoded: those need pass 1's values;
+     none with data.preprocessing.scale: none (2 passes then);
+  3. transform and write train, val, test and test_raw, four `to_parquet` in one `dask.compute`: Dask shares
+     the read (and numbering, and split) of each partition between the four, so it is parsed once.
+A forecasting source is read twice: its row checks (with its size, refused above FORECAST_MAX_ROWS before it
+is loaded), then whole into memory (tasks/data/series.py). tests/unit/data/test_preprocess_passes.py counts
+the parses of each CSV block. A long pass says how far it is through `log` (tasks/data/passes.py).
 """
 from __future__ import annotations
 
@@ -12,6 +26,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -22,12 +37,22 @@ import pandas as pd
 from ..errors import UserError
 from ..spec import Data
 from ..staged import staged
-from .checks import check_columns, check_rows
-from .fit import fit_columns, fit_scale, fit_target, input_shape
+from .checks import check_columns, check_rows, judge_rows, row_checks
+from .fit import (
+    columns_from,
+    columns_todo,
+    input_shape,
+    scale_from,
+    scale_todo,
+    target_from,
+    target_todo,
+)
+from .locate import is_parse_error
+from .passes import Passes
 from .preprocessor import ROW, VERSION, Preprocessor
-from .series import prepare_series
+from .series import check_series_size, prepare_series
 from .sources import expand_source, load_source, read_errors, source_fingerprint, value_line
-from .split import SPLIT, SPLITS, assign_split, class_warnings, number_rows, oversample
+from .split import SPLIT, SPLITS, class_warnings, number_rows, oversample, split_rows
 from .times import time_key
 
 
@@ -52,7 +77,7 @@ def say_warning(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
-def preprocess(data: Data, home: Path, log=print, warn=say_warning) -> Prepared:
+def preprocess(data: Data, home: Path, log=print, warn=say_warning, progress=None) -> Prepared:
     """Run (or reuse) preprocessing of `data`; returns where its Parquet splits and preprocessor are.
     `warn` gets each one-line warning (a rare class, a label only val/test hold), again on a cached run."""
     t0 = time.perf_counter()
@@ -65,7 +90,7 @@ def preprocess(data: Data, home: Path, log=print, warn=say_warning) -> Prepared:
         ddf = load_source(data)
         dtypes = dict(ddf.dtypes.items())
         with read_errors(data.source, dtypes):  # a bad line past dask's sample fails here, mid-computation
-            prep = _build(ddf, dtypes, data, final, home)
+            prep = _build(ddf, dtypes, data, final, home, Passes(progress or log, ddf.npartitions, _pass_count(data), start=t0))
         prepared = Prepared(final, prep, cached=False, seconds=time.perf_counter() - t0)
         log(f"preprocess: {prep.counts} rows, {len(prep.columns)} columns in {prepared.seconds:.1f}s")
     for message in prepared.preprocessor.warnings:
@@ -145,22 +170,39 @@ def evict(cache: Path, keep: Path, now: float | None = None) -> list[Path]:
     return removed
 
 
-def _build(ddf: dd.DataFrame, dtypes: dict, data: Data, final: Path, home: Path) -> Preprocessor:
-    features, numeric, categorical = check_columns(list(ddf.columns), dtypes, data)
-    seen = check_rows(ddf, features, data)
-    if data.target and data.task != "forecasting":
-        ddf = ddf[~ddf[data.target].isna()]  # clean: a row without a target teaches nothing
+def _pass_count(data: Data) -> int:
     if data.task == "forecasting":
-        prep, frames = prepare_series(ddf.compute(), features, numeric, categorical, data, dtypes)
+        return 3  # row checks, loading, writing the windows
+    return 2 if data.preprocessing.scale == "none" else 3
+
+
+def _part_name(i: int) -> str:
+    return f"part-{i:05d}.parquet"
+
+
+def _build(ddf: dd.DataFrame, dtypes: dict, data: Data, final: Path, home: Path, passes: Passes | None = None
+           ) -> Preprocessor:
+    passes = passes or Passes(lambda *_: None, ddf.npartitions, _pass_count(data))
+    features, numeric, categorical = check_columns(list(ddf.columns), dtypes, data)
+    if data.task == "forecasting":
+        size = ddf.map_partitions(lambda pdf: pd.Series([int(pdf.memory_usage(index=True, deep=True).sum())]),
+                                  meta=(None, "int64")).sum()
+        got = _first_pass(passes, "row checks", {"checks": row_checks(ddf, features, data), "bytes": size},
+                          ddf, features, data)
+        judge_rows(got["checks"], features, data)
+        check_series_size(data, int(got["checks"]["rows"]), int(got["bytes"]))
+        prep, frames = prepare_series(passes.compute("loading the series", ddf), features, numeric, categorical,
+                                      data, dtypes)
+        frames = {name: dd.from_pandas(frame, npartitions=1, sort=False) for name, frame in frames.items()}
     else:
-        prep, frames = _prepare_rows(ddf, features, numeric, categorical, data, dtypes)
+        prep, frames, seen = _prepare_rows(ddf, features, numeric, categorical, data, dtypes, passes)
         prep.warnings += class_warnings(prep, seen.get("labels"), data)
     prep.fingerprint, prep.source = final.name, data.source
     with staged(final, home) as tmp:
-        for name, frame in frames.items():
-            if isinstance(frame, pd.DataFrame):
-                frame = dd.from_pandas(frame, npartitions=1, sort=False)
-            frame.to_parquet(str(tmp / name), write_index=False, name_function=lambda i: f"part-{i:05d}.parquet")
+        # one computation for the four: each partition is read, numbered and split once for all of them
+        passes.compute("transform and write", [
+            frame.to_parquet(str(tmp / name), write_index=False, name_function=_part_name, compute=False)
+            for name, frame in frames.items()])
         counts = {s: int(len(pd.read_parquet(tmp / s, columns=[ROW]))) for s in SPLITS}
         if counts["train"] == 0 or (data.split.val > 0 and counts["val"] == 0) or counts["test"] == 0:
             raise UserError(f"data.split: too few rows to split ({counts}); use more data or other fractions")
@@ -169,26 +211,46 @@ def _build(ddf: dd.DataFrame, dtypes: dict, data: Data, final: Path, home: Path)
     return prep
 
 
-def _prepare_rows(ddf, features, numeric, categorical, data: Data, dtypes):
-    p, sp = data.preprocessing, data.split
-    ddf = assign_split(number_rows(ddf), sp.seed, sp.val, sp.test)
-    if p.impute == "drop":
-        ddf = ddf.dropna(subset=features)
-    train = ddf[ddf[SPLIT] == 0]
-    prep = fit_columns(train, features, numeric, categorical, data, dtypes)
-    fit_target(prep, train, data)
-    encoded = train.map_partitions(prep.transform, False, meta=_x_meta(len(prep.columns)))
-    prep.scale = fit_scale(encoded, prep.columns, p.scale)
+def _first_pass(passes: Passes, what: str, todo: dict, ddf: dd.DataFrame, features: list[str], data: Data) -> dict:
+    """Pass 1; should it fail, the row checks alone run again, so that a source they refuse (no rows, a column
+    all missing, ...) is refused in their one line rather than by whatever statistic broke on it first."""
+    try:
+        # statistics of rows the checks then refuse (inf, a column all missing) warn of invalid values: not said
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return passes.compute(what, todo)
+    except (ValueError, TypeError, ArithmeticError, LookupError) as e:
+        if not is_parse_error(e):  # a parse error: read_errors names its file and line
+            check_rows(ddf, features, data)
+        raise
+
+
+def _prepare_rows(ddf, features, numeric, categorical, data: Data, dtypes, passes: Passes):
+    p = data.preprocessing
+    kept = ddf[~ddf[data.target].isna()] if data.target else ddf  # clean: a row without a target teaches nothing
+    split = split_rows(kept, features, data)
+    train = split[split[SPLIT] == 0]
+    todo = {"checks": row_checks(ddf, features, data), "lengths": kept.map_partitions(len),
+            "columns": columns_todo(train, numeric, categorical, data), "target": target_todo(train, data)}
+    got = _first_pass(passes, "row checks and statistics", todo, ddf, features, data)
+    seen = judge_rows(got["checks"], features, data)
+    prep = columns_from(got["columns"], features, numeric, categorical, data, dtypes)
+    target_from(prep, got["target"], data)
+    if p.scale != "none":
+        encoded = train.map_partitions(prep.transform, False, meta=_x_meta(len(prep.columns)))
+        prep.scale = scale_from(passes.compute("scale statistics", scale_todo(encoded, p.scale)), prep.columns,
+                                p.scale)
     prep.input_shape = input_shape(data, len(prep.columns))
+    rows = split_rows(number_rows(kept, got["lengths"].tolist()), features, data)
     xy_meta = _xy_meta(len(prep.columns), data.task)
     frames = {}
     for i, name in enumerate(SPLITS):
-        xy = ddf[ddf[SPLIT] == i].map_partitions(prep.model_rows, meta=xy_meta)
+        xy = rows[rows[SPLIT] == i].map_partitions(prep.model_rows, meta=xy_meta)
         if name == "train" and p.balance == "oversample" and data.task == "classification":
             xy = xy.map_partitions(oversample, prep.class_counts, meta=xy_meta)
         frames[name] = xy
-    frames["test_raw"] = ddf[ddf[SPLIT] == 2].drop(columns=[SPLIT])
-    return prep, frames
+    frames["test_raw"] = rows[rows[SPLIT] == 2].drop(columns=[SPLIT])
+    return prep, frames, seen
 
 
 def _x_meta(d: int) -> pd.DataFrame:

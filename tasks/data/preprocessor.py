@@ -17,12 +17,18 @@ import pandas as pd
 
 from ..errors import UserError
 
-VERSION = 3  # 3: medians from a 1001-point quantile grid. Bump when the output format or a statistic changes, so old caches are not reused
+# Bump when the output format or a statistic changes, so old caches are not reused. 3: medians from a 1001-point
+# quantile grid. 4: means and sds (clip bounds, scaler) from per-partition moments merged exactly, in float64
+# (the scaler's float32 sums were off by ~1e-7, relative).
+VERSION = 4
 ROW = "__row__"
 
 
 def as_text(s: pd.Series) -> pd.Series:
-    return s.astype(object).where(s.notna(), None).map(lambda v: None if v is None else str(v))
+    """Each value as str(value), None where missing; the per-value definition is `_as_text_each`, and the
+    vectorised paths (str, int, float, bool columns) give the very same Series."""
+    fast = _fast_text(s, whole=False)
+    return _as_text_each(s) if fast is None else fast
 
 
 def as_number(s: pd.Series) -> pd.Series:
@@ -32,15 +38,83 @@ def as_number(s: pd.Series) -> pd.Series:
 
 
 def label_text(y: pd.Series) -> pd.Series:
-    """Labels as text, integral floats without their '.0' (a CSV's 3.0 is the label 3)."""
-    def norm(v):
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            return None
-        if isinstance(v, float | np.floating) and float(v).is_integer():
-            return str(int(v))
-        return str(v)
+    """Labels as text, integral floats without their '.0' (a CSV's 3.0 is the label 3); the per-value
+    definition is `_label_text_each`, and the vectorised paths give the very same Series."""
+    fast = _fast_text(y, whole=True)
+    return _label_text_each(y) if fast is None else fast
 
-    return y.astype(object).map(norm)
+
+def _text(v):
+    return None if v is None else str(v)
+
+
+def _label(v):
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    if isinstance(v, float | np.floating) and float(v).is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def _as_text_each(s: pd.Series) -> pd.Series:
+    return s.astype(object).where(s.notna(), None).map(_text)
+
+
+def _label_text_each(y: pd.Series) -> pd.Series:
+    return y.astype(object).map(_label)
+
+
+# The vectorised text of a column gives the same Series as the per-value definitions above: str values are kept
+# as they are, other values get the per-value function once per distinct value (pd.factorize), spread back.
+# It serves pandas' str and "string" dtypes, numpy numbers and booleans, and object (or category) columns whose
+# values are all str, all floats, all integers or all booleans; anything else (str mixed with numbers, 1 with
+# True, which factorize takes for one value, Decimals, dates, nullable numbers, a label's pd.NA or NaT in an
+# object column) takes the per-value definition.
+def _default_str_dtype():
+    return pd.Series(["a"]).dtype
+
+
+def _fast_text(s: pd.Series, whole: bool) -> pd.Series | None:
+    """as_text (whole=False) or label_text (whole=True) of `s` without a Python call per value; None when
+    `s` holds values the vectorised paths do not cover."""
+    dt, str_dtype = s.dtype, _default_str_dtype()
+    if isinstance(dt, pd.StringDtype):  # str (NaN), or "string" (pd.NA: what Dask's read_csv gives text)
+        if whole and dt.na_value is not np.nan:
+            s = s.fillna(str(pd.NA))  # a label's pd.NA reads '<NA>'
+        if not s.notna().any():
+            return pd.Series(np.full(len(s), None, dtype=object), index=s.index, name=s.name)
+        return pd.Series(s.array.astype(str_dtype, copy=True), index=s.index, name=s.name)
+    numpy_kind = dt.kind if isinstance(dt, np.dtype) else None
+    if numpy_kind is None and not isinstance(dt, pd.CategoricalDtype) or numpy_kind not in (None, *"iubfO"):
+        return None  # nullable numbers, dates, ...
+    if numpy_kind in ("i", "u", "b", "f"):
+        present = s.notna().to_numpy()
+        numbers = s.to_numpy()[present]
+    else:
+        values = s.astype(object).to_numpy()
+        present = ~pd.isna(values)
+        kinds = set(map(type, values[present]))
+        if whole and not all(t is type(None) or issubclass(t, float) for t in set(map(type, values[~present]))):
+            return None  # only None and float NaN are a missing label
+        if kinds <= {str} or all(issubclass(t, bool | np.bool_) for t in kinds) or \
+                all(issubclass(t, int | np.integer) and not issubclass(t, bool) for t in kinds):
+            numbers = values[present]
+        elif all(issubclass(t, float) for t in kinds):
+            numbers = values[present].astype("float64")
+        else:
+            return None
+    if not present.any():
+        return pd.Series(np.full(len(s), None, dtype=object), index=s.index, name=s.name)
+    codes, uniques = pd.factorize(numbers)
+    each = _label if whole else _text
+    texts = [each(v) for v in uniques.tolist()]
+    if not whole and numbers.dtype.kind == "f":  # factorize takes -0.0 and 0.0 for one value
+        zero = numbers == 0
+        codes[zero] = len(texts) + np.signbit(numbers[zero])
+        texts += ["0.0", "-0.0"]
+    where = np.full(len(s), -1, dtype=np.intp)
+    where[present] = codes
+    return pd.Series(pd.array(texts, dtype=str_dtype).take(where, allow_fill=True), index=s.index, name=s.name)
 
 
 def plain_label(v):
@@ -143,24 +217,26 @@ class Preprocessor:
                 s = s.interpolate(limit_direction="both")
             if c in values:
                 s = s.fillna(values[c])
-            if c in self.clip:
-                s = s.clip(*self.clip[c])
-            out[c] = s
+            out[c] = (s.clip(*self.clip[c]) if c in self.clip else s).to_numpy()
         for c in self.categorical:
             s = as_text(pdf[c])
             if c in values:
                 s = s.where(s.notna(), values[c])
+            cats = self.categories[c]
+            codes = _codes(s, cats)
             if self.encoding == "onehot":
-                for cat in self.categories[c]:  # an unseen category is all zeros
-                    out[f"{c}={cat}"] = (s == cat).astype("float64")
+                for i, cat in enumerate(cats):  # an unseen category is all zeros
+                    out[f"{c}={cat}"] = (s == cat).to_numpy() if codes is None else codes == i
+            elif codes is None:
+                out[c] = s.map(lambda v, lk={cat: float(i) for i, cat in enumerate(cats)}: lk.get(v, -1.0)).to_numpy()
             else:
-                lookup = {cat: float(i) for i, cat in enumerate(self.categories[c])}
-                out[c] = s.map(lambda v, lk=lookup: lk.get(v, -1.0)).astype("float64")
-        frame = pd.DataFrame(out, index=pdf.index)[self.columns]
-        if scale and self.scale["kind"] != "none":
-            frame = (frame - pd.Series(self.scale["center"])[self.columns]) / pd.Series(self.scale["scale"])[self.columns]
-        frame.columns = [f"x{i}" for i in range(len(self.columns))]
-        return frame.astype("float32")
+                out[c] = codes
+        # float32 columns in model order, each scaled in float64 on its own: no float64 copy of the whole frame
+        x, scaled = np.empty((len(pdf), len(self.columns)), dtype="float32", order="F"), scale and self.scale_kind != "none"
+        for j, col in enumerate(self.columns):
+            v = np.asarray(out[col], dtype="float64")
+            x[:, j] = (v - self.scale["center"][col]) / self.scale["scale"][col] if scaled else v
+        return pd.DataFrame(x, index=pdf.index, columns=[f"x{j}" for j in range(len(self.columns))])
 
     def unscale(self, x: np.ndarray) -> np.ndarray:
         """Scaled encoded columns back to their encoded values (for pictures of VAE rows)."""
@@ -173,8 +249,12 @@ class Preprocessor:
     # ------------------------------------------------------------ the target
     def encode_target(self, y: pd.Series) -> pd.Series:
         if self.task == "classification":
-            lookup = {str(c): i for i, c in enumerate(self.classes)}
-            return label_text(y).map(lookup)  # NaN for a label the train split never saw
+            text, names = label_text(y), [str(c) for c in self.classes]
+            codes = _codes(text, names)
+            if codes is None:
+                return text.map({name: i for i, name in enumerate(names)})  # NaN for a label train never saw
+            found = codes >= 0  # what the map of text to index gives: int64, or float64 with NaN for the unseen
+            return pd.Series(codes if found.all() else np.where(found, codes, np.nan), index=y.index, name=y.name)
         ts = self.target_scale or {"center": 0.0, "scale": 1.0}
         return ((as_number(y) - ts["center"]) / ts["scale"]).astype("float32")
 
@@ -203,3 +283,13 @@ class Preprocessor:
         """Forecasting: encoded inputs (N, F) and the scaled series (N,) of time-ordered raw rows."""
         x = self.transform(pdf).to_numpy()
         return x, x[:, self.target_column]
+
+
+def _codes(s: pd.Series, categories: list[str]) -> np.ndarray | None:
+    """The position of each text value among `categories`, -1 for an unseen or missing one: each distinct value
+    is looked up once. None when a category is listed twice (the callers then look up value by value)."""
+    index = pd.Index(categories, dtype=object)
+    if not index.is_unique:
+        return None
+    codes, uniques = pd.factorize(s)  # -1 for a missing value
+    return np.append(index.get_indexer(np.asarray(uniques, dtype=object)), -1)[codes].astype(np.int64)

@@ -5,11 +5,14 @@ the end of validation, as a forecaster in production would.
 """
 from __future__ import annotations
 
+import os
 from functools import partial
 
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
+
+from cluster.settings import redact_url
 
 from ..errors import UserError
 from ..spec import Data
@@ -17,6 +20,34 @@ from .fit import fit_columns, fit_scale
 from .preprocessor import ROW, Preprocessor
 from .sources import value_line
 from .times import sort_by, time_key
+
+# Forecasting sorts the whole series by time and cuts its windows in one process's memory (prepare_series):
+# a source above this many rows is refused, in one line, before it is loaded. The windows it then builds take
+# window x features float32 values per row, so the memory needed grows past the series' own size.
+FORECAST_MAX_ROWS = 5_000_000
+FORECAST_ENV = "CONDUCTOR_FORECAST_MAX_ROWS"  # overrides FORECAST_MAX_ROWS
+
+
+def forecast_limit() -> int:
+    raw = os.environ.get(FORECAST_ENV, str(FORECAST_MAX_ROWS))
+    try:
+        limit = int(raw.replace("_", ""))
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        raise UserError(f"{FORECAST_ENV}: {raw!r} is not a row count (a whole number >= 1, e.g. 5000000)")
+    return limit
+
+
+def check_series_size(data: Data, rows: int, nbytes: int) -> None:
+    """Refuse a series too long to hold in memory, before it is loaded: `rows` and `nbytes` (its size as
+    read) come from the pass that checked its rows."""
+    limit = forecast_limit()
+    if rows > limit:
+        raise UserError(f"data.source: forecasting keeps the whole series in memory; {redact_url(data.source)!r} "
+                        f"holds {rows:,} rows ({nbytes / 2**30:.2f} GB as read), above the limit of {limit:,} rows; "
+                        "aggregate it to a coarser time step or keep a recent stretch of it, or raise the limit "
+                        f"with {FORECAST_ENV} on a machine with the memory")
 
 
 def order_by_time(pdf: pd.DataFrame, time_column: str | None, time_format: str | None = None,

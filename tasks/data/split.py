@@ -11,9 +11,13 @@ SPLIT = "__split__"
 SPLITS = ("train", "val", "test")
 
 
-def number_rows(ddf: dd.DataFrame) -> dd.DataFrame:
-    """A __row__ id per row, in source order across partitions: it follows the row into every split."""
-    lengths = ddf.map_partitions(len).compute().tolist()
+def number_rows(ddf: dd.DataFrame, lengths: list[int] | None = None) -> dd.DataFrame:
+    """A __row__ id per row, in source order across partitions: it follows the row into every split.
+    `lengths`: the rows of each partition, when an earlier pass counted them (else counted here, a pass)."""
+    if lengths is None:
+        lengths = ddf.map_partitions(len).compute().tolist()
+    if len(lengths) != ddf.npartitions:
+        raise ValueError(f"number_rows: {len(lengths)} partition lengths for {ddf.npartitions} partitions")
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).tolist()
 
     def number(pdf, partition_info=None):
@@ -38,6 +42,12 @@ def assign_split(ddf: dd.DataFrame, seed: int, val: float, test: float) -> dd.Da
     """A __split__ column: 0 train, 1 val, 2 test, drawn per row from a generator seeded per partition."""
     meta = ddf._meta.assign(**{SPLIT: np.int8(0)})
     return ddf.map_partitions(_assign, seed, val, test, meta=meta)
+
+
+def split_rows(ddf: dd.DataFrame, features: list[str], data) -> dd.DataFrame:
+    """assign_split by data.split; with data.preprocessing.impute: drop, rows missing a feature go after it."""
+    ddf = assign_split(ddf, data.split.seed, data.split.val, data.split.test)
+    return ddf.dropna(subset=features) if data.preprocessing.impute == "drop" else ddf
 
 
 def oversample(pdf: pd.DataFrame, class_counts: list[int]) -> pd.DataFrame:
