@@ -107,7 +107,7 @@ def child_tune(spec, prepared_dir: str) -> dict:
 
 
 def child(mode: str, prepared_dir: str, trials: int, epochs: int, out: str) -> None:
-    from tasks.spec import load_spec
+    from tasks.spec_file import load_spec
 
     spec = load_spec(SPEC, overrides(trials, epochs))
     res = (child_optuna if mode == "a" else child_tune)(spec, prepared_dir)
@@ -177,7 +177,7 @@ def main() -> None:
     if args.child:
         return child(args.child, args.prepared, args.trials, args.epochs, args.out)
     from tasks.data import preprocess
-    from tasks.spec import load_spec
+    from tasks.spec_file import load_spec
 
     with tempfile.TemporaryDirectory(prefix="sweep-peers-") as tmp:
         home = Path(tmp) / "runs"

@@ -200,8 +200,7 @@ def sweep(
         quiet_engines()
         started = early.wait()
         summary = run_sweep(spec_obj, study, trials, parallel, resume, run_id)
-    summary["duration_s"] = time.perf_counter() - t0
-    summary["timings"] = {**summary.get("timings", {}), **started}
+    summary.update(duration_s=time.perf_counter() - t0, timings={**summary.get("timings", {}), **started})
     _print_sweep(summary, as_json)
     stop_embedded_ray()
 
