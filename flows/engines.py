@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from cluster.connect import ensure_ray, quiet_env
 from cluster.settings import Settings
@@ -82,20 +83,27 @@ class PrefectServer:
     """This process's own Prefect API on 127.0.0.1, with an auth string; stopped when the process exits."""
 
     def __init__(self):
-        import prefect  # the package's folder only: prefect/__init__ is light, prefect.server is not
+        import importlib.util
 
+        # the package's folder, without importing prefect: its settings are read when it is imported, and must
+        # then see PREFECT_API_URL, or the first client starts an ephemeral server of its own beside this one
+        prefect_dir = Path(importlib.util.find_spec("prefect").origin).parent
         self.t0, self.port, auth = time.perf_counter(), _free_port(), secrets.token_urlsafe(24)
         self.url = f"http://127.0.0.1:{self.port}/api"
         env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1",
                "PREFECT_SERVER_API_AUTH_STRING": auth, "PREFECT_SERVER_API_HOST": "127.0.0.1"}
         env.pop("PREFECT_API_URL", None)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent), "--factory",
+            [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect_dir.parent), "--factory",
              "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
              "--log-level", "error", "--lifespan", "on"],
             env=env, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         atexit.register(self.stop)
         os.environ["PREFECT_API_URL"], os.environ["PREFECT_API_AUTH_STRING"] = self.url, auth
+        if "prefect.context" in sys.modules:  # imported already: its global settings are re-read from the environment
+            from prefect.context import refresh_global_settings_context
+
+            refresh_global_settings_context()
 
     def wait(self, timeout: float = PREFECT_START_TIMEOUT_S) -> float:
         """Block until /health answers (with the auth string); returns the seconds since the spawn."""

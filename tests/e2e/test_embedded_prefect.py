@@ -20,10 +20,15 @@ pytestmark = pytest.mark.e2e
 
 SCRIPT = """
 import json, os, sys, time
+import prefect  # imported before the server starts: its settings must still point at the server
 from flows.engines import PrefectServer
 server = PrefectServer()
 seconds = server.wait()
+from prefect.client.orchestration import get_client
+with get_client(sync_client=True) as client:  # this process's client: the server above, not one of its own
+    client.read_flows()
 print(json.dumps({"url": os.environ["PREFECT_API_URL"], "auth": os.environ["PREFECT_API_AUTH_STRING"],
+                  "client_url": str(client.api_url), "own_server": "prefect.server.api.server" in sys.modules,
                   "pid": server.proc.pid, "seconds": seconds}), flush=True)
 time.sleep(600)
 """
@@ -63,6 +68,7 @@ def test_embedded_api_answers_its_owner_only_and_dies_with_the_command(tmp_path)
     parent = subprocess.Popen([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     try:
         info = json.loads(parent.stdout.readline())
+        assert info["client_url"].rstrip("/") == info["url"] and not info["own_server"]  # no second server
         assert status(info["url"], None) == 401  # another user of the machine: refused
         assert status(info["url"], "someone-else") == 401
         assert status(info["url"], info["auth"]) == 200
