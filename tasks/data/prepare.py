@@ -33,6 +33,7 @@ from pathlib import Path
 
 import dask.dataframe as dd
 import pandas as pd
+import pyarrow.parquet as pq
 
 from ..errors import UserError
 from ..spec import Data
@@ -203,7 +204,7 @@ def _build(ddf: dd.DataFrame, dtypes: dict, data: Data, final: Path, home: Path,
         passes.compute("transform and write", [
             frame.to_parquet(str(tmp / name), write_index=False, name_function=_part_name, compute=False)
             for name, frame in frames.items()])
-        counts = {s: int(len(pd.read_parquet(tmp / s, columns=[ROW]))) for s in SPLITS}
+        counts = {s: sum(pq.ParquetFile(f).metadata.num_rows for f in (tmp / s).glob("*.parquet")) for s in SPLITS}
         if counts["train"] == 0 or (data.split.val > 0 and counts["val"] == 0) or counts["test"] == 0:
             raise UserError(f"data.split: too few rows to split ({counts}); use more data or other fractions")
         prep.counts = counts
