@@ -14,12 +14,13 @@ import typer
 from .app import app, print_summary, quiet_engines, user_errors
 
 
-def start_engines(then=None):
-    """Prefect's API and Ray side by side (and `then`, e.g. a sweep's workers, once Ray is up)."""
+def start_engines(then=None, preload: tuple[str, ...] = ()):
+    """Prefect's API and Ray side by side (and `then`, e.g. a sweep's workers, once Ray is up), the flow's
+    modules imported meanwhile."""
     from cluster.settings import load_settings
     from flows.engines import EarlyStart
 
-    return EarlyStart(load_settings(), then)
+    return EarlyStart(load_settings(), then, preload)
 
 
 def probe_services(settings=None) -> None:
@@ -110,7 +111,7 @@ def run_spec(spec_obj, spec_path: Path, t0: float | None = None, rerun_of: str |
     probe_services()
     clean_leftovers()
     print(f"conductor run {spec_obj.name}: model {spec_obj.model.name} on {spec_obj.data.source}", file=sys.stderr)
-    early = start_engines()
+    early = start_engines(preload=("flows.pipeline", "tasks.train.ray_train"))
     with repro_record(spec_path, spec_obj, t0, rerun_of) as run_id:  # after the engines set off: it imports torch
         from flows.pipeline import run_pipeline
 
@@ -166,8 +167,7 @@ def sweep(
     check_space(spec_obj)
     if trials is not None and trials < 1 or parallel is not None and parallel < 1:
         raise UserError("--trials and --parallel must be at least 1")
-    if study is not None:
-        check_name(study, "--study")
+    check_name(study, "--study") if study is not None else None
     from tasks.data import check_source
 
     check_source(spec_obj.data)
@@ -194,7 +194,8 @@ def sweep(
     print(f"conductor sweep {spec_obj.name}: {trials or spec_obj.sweep.trials} trials, "
           f"{parallel or spec_obj.sweep.parallel} at a time, storage {redact_url(url)}", file=sys.stderr)
     early = start_engines(lambda: prestart(spec_obj, study or spec_obj.name, parallel or spec_obj.sweep.parallel,
-                                           settings.home, resolve_mode(spec_obj.tracking.wandb.mode, warn=print_nothing)))
+                                           settings.home, resolve_mode(spec_obj.tracking.wandb.mode, warn=print_nothing)),
+                          preload=("flows.sweep",))
     with repro_record(spec, spec_obj, t0) as run_id:  # the id of the best trial's run directory
         from flows.sweep import run_sweep
         quiet_engines()

@@ -21,6 +21,9 @@ from .locate import check_header, find_value, is_parse_error, locate_error
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst", ".tsv")
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+# A CSV partition peaks at ~11x its size in a Dask worker (64 MB: 695 MiB, and a 768 MiB worker was killed again
+# and again). Not derived from the workers' memory: the split is drawn per partition, alike on every cluster.
+CSV_BLOCK = "16MB"
 SYNTHETIC_KEYS = {"rows", "features", "informative", "classes", "weights", "noise", "seed", "partitions"}
 # pandas' "Columns (0: a) have mixed types" is printed from a reader deep inside dask, before conductor's own
 # line that names the file, line, column and value (tasks/data/locate.py): it adds nothing but noise
@@ -187,14 +190,6 @@ def read_table(source: str, where: str = "data.source") -> dd.DataFrame:
     kind, files, fs = expand_source(source, where)
     with masked_errors(source):
         return _read(source, kind, files, fs, where)
-
-
-# One partition of a CSV. Parsed, split, encoded and written, a block peaks at ~11x its size in a Dask worker
-# (measured: 64 MB -> 695 MiB above the worker's start; a worker holds ~300 MiB of code before it): at 64 MB a
-# 768 MiB worker was killed by its nanny over and over on a single big file. 16 MB keeps two threads of such a
-# worker under its limit. A constant, not derived from the workers' memory: the split is drawn per partition,
-# so the same file must split the same way on every cluster.
-CSV_BLOCK = "16MB"
 
 
 def _read(source: str, kind: str, files: list[str], fs, where: str) -> dd.DataFrame:
