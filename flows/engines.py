@@ -41,7 +41,7 @@ class EarlyStart:
         self.timings: dict[str, float] = {}
         self.errors: list[BaseException] = []
         self.thread = None
-        if not os.environ.get("PREFECT_API_URL"):
+        if not prefect_api_configured():
             server = PrefectServer()
             self.thread = threading.Thread(target=self._prefect, args=(server,), daemon=True, name="prefect-api-start")
             self.thread.start()
@@ -76,6 +76,28 @@ class EarlyStart:
         if self.errors:
             raise self.errors[0]
         return self.timings
+
+
+def prefect_api_configured() -> bool:
+    """Whether Prefect already has an API to talk to: PREFECT_API_URL in the environment, in the settings of a
+    Prefect already imported (a test harness, a context), or in the user's active Prefect profile (read from
+    profiles.toml, without importing prefect). Then no server of the command's own is started."""
+    if os.environ.get("PREFECT_API_URL"):
+        return True
+    if "prefect.context" in sys.modules:
+        from prefect.settings import get_current_settings
+
+        return bool(get_current_settings().api.url)
+    import tomllib
+
+    home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+    path = Path(os.environ.get("PREFECT_PROFILES_PATH") or home / "profiles.toml").expanduser()
+    try:
+        profiles = tomllib.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    active = os.environ.get("PREFECT_PROFILE") or profiles.get("active") or "ephemeral"
+    return bool((profiles.get("profiles", {}).get(active) or {}).get("PREFECT_API_URL"))
 
 
 def _free_port() -> int:

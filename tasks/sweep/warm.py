@@ -76,7 +76,7 @@ def claim_workers(cls, size: int, home: str, wandb: dict) -> list:
         got.append(actor)
     nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) > 0)
     while len(got) < size:  # round the nodes: an actor that asks for no CPU is otherwise packed onto one
-        where = NodeAffinitySchedulingStrategy(nodes[len(got) % len(nodes)], soft=True) if nodes else "SPREAD"
+        where = NodeAffinitySchedulingStrategy(nodes[len(got) % len(nodes)], soft=False) if nodes else "SPREAD"
         got.append(cls.options(name=prefix + secrets.token_hex(4), namespace=NAMESPACE, lifetime="detached",
                                num_cpus=0, scheduling_strategy=where).remote(home, wandb, owner=me))
     return got

@@ -1,0 +1,20 @@
+"""A command starts a Prefect API of its own only when Prefect has none: not over a PREFECT_API_URL, and not over
+the user's own Prefect profile (a server they run, Prefect Cloud)."""
+from __future__ import annotations
+
+from flows.engines import prefect_api_configured
+
+
+def test_the_users_prefect_profile_keeps_its_api(tmp_path, monkeypatch):
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.delenv("PREFECT_PROFILES_PATH", raising=False)
+    monkeypatch.delenv("PREFECT_PROFILE", raising=False)
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
+    monkeypatch.setattr("sys.modules", {k: v for k, v in __import__("sys").modules.items() if k != "prefect.context"})
+    assert not prefect_api_configured()  # no profiles file: embedded
+    (tmp_path / "profiles.toml").write_text('active = "mine"\n[profiles.mine]\nPREFECT_API_URL = "http://h:4200/api"\n')
+    assert prefect_api_configured()
+    monkeypatch.setenv("PREFECT_PROFILE", "other")
+    assert not prefect_api_configured()  # the active profile has no API URL
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:1/api")
+    assert prefect_api_configured()
