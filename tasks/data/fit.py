@@ -3,7 +3,7 @@ class labels and weights, then the scaling statistics of the encoded columns.
 
 Each fit comes in two halves: `*_todo` says lazily what to count, `*_from` turns the counts into the fitted
 values, so that tasks/data/prepare.py computes the counts of several fits in one pass over the source.
-`fit_columns`, `fit_target` and `fit_scale` do both at once."""
+`fit_columns` and `fit_scale` do both at once (forecasting's in-memory series, tasks/data/series.py)."""
 from __future__ import annotations
 
 import json
@@ -146,11 +146,6 @@ def mean_sd(parts: pd.DataFrame, columns: list[str], ddof: int) -> tuple[pd.Seri
         m2 = np.bincount(i, weights=parts["m2"].to_numpy() + n_p * np.square(mean_p - mean[i]), minlength=k)
         sd = np.where(n - ddof > 0, np.sqrt(m2 / (n - ddof)), np.nan)
     return pd.Series(mean, index=columns), pd.Series(sd, index=columns)
-
-
-def fit_target(prep: Preprocessor, train: dd.DataFrame, data: Data) -> None:
-    """Classes (ordered numbers first, then text), counts and weights; or the regression target's scale."""
-    target_from(prep, dask.compute(target_todo(train, data))[0], data)
 
 
 LABELS_META = pd.DataFrame({"text": pd.Series(dtype="str"), "label": pd.Series(dtype="str"),

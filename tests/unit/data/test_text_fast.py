@@ -161,16 +161,18 @@ def old_classes(y: pd.Series) -> tuple[list, list[int]]:
 def test_classes_come_from_one_summary_per_partition(values):
     """label_summary per partition and target_from over them give the classes, their order and counts of the
     two computations fit_target made before."""
+    import dask
     import dask.dataframe as dd
 
-    from tasks.data.fit import fit_target
+    from tasks.data.fit import target_from, target_todo
     from tasks.spec import Data
 
     y = pd.Series(values)
     train = dd.from_pandas(pd.DataFrame({"label": y}), npartitions=2, sort=False)
     prep = Preprocessor(task="classification", target="label", features=[], numeric=[], categorical=[],
                         columns=[], sources=[], impute={"strategy": "median", "values": {}})
-    fit_target(prep, train[~train["label"].isna()], Data(source="builtin:digits", target="label"))
+    data = Data(source="builtin:digits", target="label")
+    target_from(prep, dask.compute(target_todo(train[~train["label"].isna()], data))[0], data)
     assert (prep.classes, prep.class_counts) == old_classes(y)
     assert [type(c) for c in prep.classes] == [type(c) for c in old_classes(y)[0]]
 
