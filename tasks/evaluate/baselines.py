@@ -11,7 +11,9 @@ preprocessed features it was scored on.
 - generative: `mean_image` (every test row predicted as the train mean, in the scaled space the model sees)
 
 They fit on at most BASELINE_ROWS = 100,000 train rows (a random sample seeded by data.split.seed), so they
-stay cheap on large data; every test row is scored. Keys are `baseline/<name>/<metric>`, regression and
+stay cheap on large data; every test row is scored, TEST_BATCH rows at a time (only the predictions are kept,
+so a test split larger than memory is scored in bounded memory; forecasting, refused above
+CONDUCTOR_FORECAST_MAX_ROWS, reads its test windows whole). Keys are `baseline/<name>/<metric>`, regression and
 forecasting in the target's own units; a baseline that cannot be fitted has `baseline/<name>/skipped`.
 """
 from __future__ import annotations
@@ -27,6 +29,7 @@ from ..spec import HIGHER_IS_BETTER, MAIN_METRIC
 from . import metrics as M
 
 BASELINE_ROWS = 100_000
+TEST_BATCH = 65_536
 MIN_AUTOCORRELATION = 0.3
 LOGISTIC_MAX_ITER = 1000
 METRICS = ("accuracy", "f1_macro", "balanced_accuracy", "r2", "rmse", "mae", "recon_mse")  # the order shown
@@ -54,33 +57,64 @@ def _window_columns(prep: Preprocessor) -> list[str]:
     return [f"x{t * n_features + prep.target_column}" for t in range(window)]
 
 
-def _classification(train: pd.DataFrame, test: pd.DataFrame, prep: Preprocessor, data) -> dict:
+def test_parts(path: str, columns: list[str]):
+    """One split's columns as pandas frames of at most TEST_BATCH rows, in file order."""
+    import pyarrow.dataset as ds
+
+    for batch in ds.dataset(path, format="parquet").to_batches(columns=columns, batch_size=TEST_BATCH):
+        if batch.num_rows:
+            yield batch.to_pandas()
+
+
+def _scored_test(path: str, columns: list[str], predictors: dict) -> tuple[np.ndarray, dict]:
+    """Every test row's target and each predictor's output on it, read TEST_BATCH rows at a time."""
+    ys, outs = [], {name: [] for name in predictors}
+    for part in test_parts(path, columns):
+        ys.append(part["y"].to_numpy())
+        for name, predict in predictors.items():
+            outs[name].append(predict(part))
+    return np.concatenate(ys), {name: np.concatenate(parts) for name, parts in outs.items()}
+
+
+def _classification(train: pd.DataFrame, test: str, prep: Preprocessor, data) -> dict:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
-    y, y_test, k = train["y"].to_numpy("int64"), test["y"].to_numpy("int64"), len(prep.classes)
+    y, k = train["y"].to_numpy("int64"), len(prep.classes)
     # the train split's class counts before any oversampling, when the preprocessor kept them
     counts = prep.class_counts or np.bincount(y, minlength=k)
-    majority = np.zeros((len(test), k))
-    majority[:, int(np.argmax(counts))] = 1.0
-    out = {"majority": M.classification(y_test, majority)}
+    predictors, skipped = {}, {}
     if len(np.unique(y)) < 2:
-        return {**out, "logistic": {"skipped": "the sampled train rows hold one class"}}
-    with warnings.catch_warnings():  # a baseline a few iterations short of convergence is still a baseline
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model = LogisticRegression(max_iter=LOGISTIC_MAX_ITER).fit(train[_x(prep)].to_numpy("float64"), y)
-    proba = np.zeros((len(test), k))
-    proba[:, model.classes_] = model.predict_proba(test[_x(prep)].to_numpy("float64"))
-    return {**out, "logistic": M.classification(y_test, proba)}
+        skipped = {"logistic": {"skipped": "the sampled train rows hold one class"}}
+    else:
+        with warnings.catch_warnings():  # a baseline a few iterations short of convergence is still a baseline
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model = LogisticRegression(max_iter=LOGISTIC_MAX_ITER).fit(train[_x(prep)].to_numpy("float64"), y)
+
+        def logistic(part: pd.DataFrame) -> np.ndarray:
+            proba = np.zeros((len(part), k))
+            proba[:, model.classes_] = model.predict_proba(part[_x(prep)].to_numpy("float64"))
+            return proba
+
+        predictors["logistic"] = logistic
+    y_test, outs = _scored_test(test, _x(prep) + ["y"], predictors)
+    y_test = y_test.astype("int64")
+    majority = np.zeros((len(y_test), k))
+    majority[:, int(np.argmax(counts))] = 1.0
+    return {"majority": M.classification(y_test, majority), **skipped,
+            **{name: M.classification(y_test, proba) for name, proba in outs.items()}}
 
 
-def _regression(train: pd.DataFrame, test: pd.DataFrame, prep: Preprocessor, data) -> dict:
+def _regression(train: pd.DataFrame, test: str, prep: Preprocessor, data) -> dict:
     from sklearn.linear_model import LinearRegression
 
-    y, actual = train["y"].to_numpy("float64"), prep.decode_target(test["y"].to_numpy())
+    y = train["y"].to_numpy("float64")
     ols = LinearRegression().fit(train[_x(prep)].to_numpy("float64"), y)
-    return {"mean": M.regression(actual, prep.decode_target(np.full(len(test), y.mean()))),
-            "ols": M.regression(actual, prep.decode_target(ols.predict(test[_x(prep)].to_numpy("float64"))))}
+    y_test, outs = _scored_test(test, _x(prep) + ["y"],
+                                {"ols": lambda part: ols.predict(part[_x(prep)].to_numpy("float64"))})
+    actual = prep.decode_target(y_test)
+    return {"mean": M.regression(actual, prep.decode_target(np.full(len(y_test), y.mean()))),
+            "ols": M.regression(actual, prep.decode_target(outs["ols"]))}
 
 
 def autocorrelation(series: np.ndarray, lag: int) -> float:
@@ -129,10 +163,13 @@ def _forecasting(train: pd.DataFrame, test: pd.DataFrame, prep: Preprocessor, da
     return out
 
 
-def _generative(train: pd.DataFrame, test: pd.DataFrame, prep: Preprocessor, data) -> dict:
-    x = test[_x(prep)].to_numpy("float64")
+def _generative(train: pd.DataFrame, test: str, prep: Preprocessor, data) -> dict:
     mean = train[_x(prep)].to_numpy("float64").mean(0)
-    return {"mean_image": {"recon_mse": float(((x - mean) ** 2).mean())}}  # as test/recon_mse, the mean as output
+    squares, cells = 0.0, 0
+    for part in test_parts(test, _x(prep)):
+        x = part.to_numpy("float64")
+        squares, cells = squares + float(((x - mean) ** 2).sum()), cells + x.size
+    return {"mean_image": {"recon_mse": squares / cells}}  # as test/recon_mse, the mean as output
 
 
 def train_series(path: str, prep: Preprocessor, limit: int) -> np.ndarray:
@@ -153,15 +190,17 @@ def score_baselines(prepared_or_paths, prep: Preprocessor, spec) -> dict:
         columns = _window_columns(prep) + [f"y{h}" for h in range(prep.horizon)]
     else:
         columns = _x(prep) + ([] if prep.task == "generative" else ["y"])
+    import pyarrow.dataset as ds
+
     train = read_split(paths["train"], columns, BASELINE_ROWS, data.split.seed)
-    test = read_split(paths["test"], columns)
-    if train.empty or test.empty:
+    if train.empty or ds.dataset(paths["test"], format="parquet").count_rows() == 0:
         return {}
     if prep.task == "forecasting":
-        scores = _forecasting(train, test, prep, data, train_series(paths["train"], prep, BASELINE_ROWS))
+        scores = _forecasting(train, read_split(paths["test"], columns), prep, data,
+                              train_series(paths["train"], prep, BASELINE_ROWS))
     else:
         scores = {"classification": _classification, "regression": _regression,
-                  "generative": _generative}[prep.task](train, test, prep, data)
+                  "generative": _generative}[prep.task](train, paths["test"], prep, data)
     return {f"baseline/{name}/{key}": value for name, values in scores.items() for key, value in values.items()}
 
 

@@ -13,7 +13,9 @@ from ..finite import dumps as finite_json
 from . import metrics as M
 from . import plots as P
 from .importance import permutation_importance
-from .outputs import predict_all, score
+from .outputs import predict_all, sample_rows, score
+
+IMPORTANCE_ROWS = 100_000  # permutation importance scores a seeded sample of this many test rows at most
 
 
 def prediction_frame(pred: dict, prep: Preprocessor) -> pd.DataFrame:
@@ -79,7 +81,11 @@ def evaluate(model, test_batches, prep: Preprocessor, history: list[dict], out_d
     plots.mkdir(parents=True, exist_ok=True)
     task = prep.task
     model = model.to(device).eval()
-    pred = predict_all(model, test_batches, device)
+    # a forecast's persistence and a VAE's reconstructions need every row's inputs; the other tasks keep
+    # outputs and targets for every row and inputs for the importance sample only (bounded on large data)
+    x_rows = None if task in ("forecasting", "generative") else \
+        sample_rows(prep.counts.get("test", 0), IMPORTANCE_ROWS, seed)
+    pred = predict_all(model, test_batches, device, x_rows=x_rows)
     test = score(task, pred, prep)
     frame = prediction_frame(pred, prep)
     files = [P.plot_learning_curves(history, task, plots / "learning_curves.png")]
@@ -94,11 +100,13 @@ def evaluate(model, test_batches, prep: Preprocessor, history: list[dict], out_d
     else:
         files += _generative_extras(model, pred, prep, test, plots, seed)
     if task in ("classification", "regression") and len(prep.input_shape) == 1:
-        importance = permutation_importance(model, pred, prep, seed=seed)
+        sample = pred if x_rows is None else {**pred, "y": pred["y"][x_rows[x_rows < pred["n"]]]}
+        importance = permutation_importance(model, sample, prep, seed=seed)
         if importance:
             files.append(P.plot_importance(importance, P.MAIN_METRIC[task], plots / "permutation_importance.png"))
     frame.to_parquet(out_dir / "predictions.parquet", index=False)
     result = {"metrics": {f"test/{k}": v for k, v in test.items()}, "importance": importance,
-              "plots": [f"plots/{f}" for f in files], "seconds": time.perf_counter() - t0}
+              "plots": [f"plots/{f}" for f in files], "seconds": time.perf_counter() - t0,
+              "importance_rows": len(pred["x"]) if importance and pred["x"] is not None else 0}
     (out_dir / "eval.json").write_text(finite_json(result, indent=1))
     return result

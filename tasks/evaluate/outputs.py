@@ -27,9 +27,17 @@ def array_batches(x: np.ndarray, batch_size: int = BATCH):
         yield {"x": torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size], dtype=np.float32))}
 
 
+NO_INPUTS = np.empty(0, dtype="int64")  # x_rows for a pass that keeps no inputs (validation every epoch)
+
+
 @torch.no_grad()
-def predict_all(model: nn.Module, batches: Iterable[dict], device="cpu", with_loss: bool = True) -> dict:
-    """Run the model over batches; returns loss metrics and stacked outputs, targets, row ids and inputs."""
+def predict_all(model: nn.Module, batches: Iterable[dict], device="cpu", with_loss: bool = True,
+                x_rows: np.ndarray | None = None) -> dict:
+    """Run the model over batches; returns loss metrics and stacked outputs, targets, row ids and inputs.
+
+    Outputs, targets and row ids are kept for every row (a few numbers each); the inputs are the bulk of a
+    split, so `x_rows` (sorted positions in the stream) says which rows' inputs to keep: None keeps all,
+    NO_INPUTS none. "x_rows" in the result names the positions of the rows in "x" (None: all)."""
     model.eval()
     sums: dict[str, float] = {}
     outs, ys, rows, xs = [], [], [], []
@@ -37,21 +45,34 @@ def predict_all(model: nn.Module, batches: Iterable[dict], device="cpu", with_lo
     for batch in batches:
         batch = _to(batch, device)
         b = len(batch["x"])
-        n += b
         if with_loss:
             _, logs = model.loss(batch)
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + float(v) * b
         outs.append(model.predict(batch["x"]).float().cpu().numpy())
-        for key, parts in (("y", ys), ("row", rows), ("x", xs)):
+        for key, parts in (("y", ys), ("row", rows)):
             if key in batch:
                 parts.append(batch[key].cpu().numpy())
+        if x_rows is None:
+            xs.append(batch["x"].cpu().numpy())
+        else:
+            lo, hi = np.searchsorted(x_rows, [n, n + b])
+            if hi > lo:
+                xs.append(batch["x"].cpu().numpy()[x_rows[lo:hi] - n])
+        n += b
 
     def cat(parts):
         return np.concatenate(parts) if parts else None
 
     return {"logs": {k: v / max(n, 1) for k, v in sums.items()}, "out": cat(outs), "y": cat(ys),
-            "row": cat(rows), "x": cat(xs), "n": n}
+            "row": cat(rows), "x": cat(xs), "x_rows": x_rows, "n": n}
+
+
+def sample_rows(n: int, limit: int, seed: int) -> np.ndarray | None:
+    """Sorted positions of a seeded sample of `limit` of `n` rows; None when all `n` fit."""
+    if n <= limit:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
 
 
 def model_outputs(model: nn.Module, x: np.ndarray, device="cpu") -> np.ndarray:

@@ -54,7 +54,14 @@ def plot_confusion(frame: pd.DataFrame, classes: list, path: Path) -> str:
     return _save(fig, path)
 
 
+PLOT_POINTS = 50_000  # a scatter of more points draws for minutes and shows no more
+
+
 def plot_predicted_vs_actual(actual: np.ndarray, predicted: np.ndarray, path: Path, title: str) -> str:
+    if len(actual) > PLOT_POINTS:  # a seeded sample of the points, said in the title
+        keep = np.random.default_rng(0).choice(len(actual), PLOT_POINTS, replace=False)
+        title = f"{title} ({PLOT_POINTS:,} of {len(actual):,} rows)"
+        actual, predicted = np.asarray(actual)[keep], np.asarray(predicted)[keep]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     axes[0].scatter(actual, predicted, s=10, alpha=0.7)
     lo, hi = float(min(actual.min(), predicted.min())), float(max(actual.max(), predicted.max()))

@@ -15,7 +15,7 @@ import torch
 from ..data import Prepared, Preprocessor
 from ..finite import dumps as finite_json
 from ..spec import validate
-from ..train import LossModule, Progress, fit, local_batches
+from ..train import LossModule, Progress, fit, whole_split
 from .job import TrialJob
 
 
@@ -27,9 +27,7 @@ class TrialData:
         self.preprocessor: Preprocessor = prepared.preprocessor
         self.splits = {}
         for split in ("train", "val"):
-            parts = list(local_batches(prepared.path(split), self.preprocessor.n_inputs, self.preprocessor.task,
-                                       batch_size=1 << 30))
-            self.splits[split] = parts[0] if parts else {}
+            self.splits[split] = whole_split(prepared.path(split), self.preprocessor.n_inputs, self.preprocessor.task)
 
     def batches(self, batch_size: int, seed: int):
         """fit's train_batches(epoch) and val_batches(): a seeded shuffle per epoch, val in one batch."""

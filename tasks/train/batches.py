@@ -30,10 +30,18 @@ def shard_batches(shard, n_x: int, task: str, batch_size: int, shuffle_seed: int
 
 
 def local_batches(path: str, n_x: int, task: str, batch_size: int = 1024):
-    """The same batches read straight from Parquet, for evaluation outside Ray."""
+    """The same batches read straight from Parquet, for evaluation outside Ray: streamed, one Arrow
+    batch at a time, so a split larger than memory is scored in bounded memory."""
+    import pyarrow.dataset as ds
+
+    for part in ds.dataset(path, format="parquet").to_batches(batch_size=batch_size):
+        if part.num_rows:
+            yield to_tensors({c: part.column(c).to_numpy(zero_copy_only=False) for c in part.schema.names}, n_x, task)
+
+
+def whole_split(path: str, n_x: int, task: str) -> dict:
+    """A split as one batch of tensors (empty dict for no rows): what a warm sweep worker keeps."""
     import pandas as pd
 
     frame = pd.read_parquet(path)
-    for i in range(0, len(frame), batch_size):
-        part = frame.iloc[i:i + batch_size]
-        yield to_tensors({c: part[c].to_numpy() for c in part.columns}, n_x, task)
+    return to_tensors({c: frame[c].to_numpy() for c in frame.columns}, n_x, task) if len(frame) else {}

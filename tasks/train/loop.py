@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..data import Preprocessor
-from ..evaluate.outputs import predict_all, score
+from ..evaluate.outputs import NO_INPUTS, predict_all, score
 from ..spec import Train
 
 
@@ -127,7 +127,7 @@ def fit(net: nn.Module, model: nn.Module, train_batches: Callable[[int], Iterabl
         progress.samples += n
         row = {"epoch": progress.epoch + 1, **{f"train/{k}": v for k, v in train_logs.items()}}
         if val_batches is not None and not non_finite(row):  # NaN weights give NaN predictions: skip scoring
-            val = score(task, predict_all(model, val_batches(), device), prep)
+            val = score(task, predict_all(model, val_batches(), device, x_rows=NO_INPUTS), prep)
             row.update({f"val/{k}": v for k, v in val.items()})
         row["epoch_seconds"] = time.perf_counter() - t0
         progress.epoch += 1

@@ -53,7 +53,7 @@ IN_MEMORY_BYTES = 256 * 2**20
 
 
 def _parquet_dataset(path: str):
-    """The train split as a Ray Dataset, sharded across workers by get_dataset_shard.
+    """One split as a Ray Dataset (train is sharded across workers by get_dataset_shard).
 
     Up to IN_MEMORY_BYTES of Parquet is read once into the object store: re-reading it every epoch
     costs ~4 s of read tasks on 2 CPUs for a 1,000-row split. Larger splits stream from the files.
@@ -105,16 +105,13 @@ def train_loop(config: dict) -> None:
 
 
 def _datasets(prepared: Prepared, evaluate: bool, has_val: bool) -> dict:
-    """val and test are small and every worker reads them whole, so they go into the object store
-    once (no read tasks to schedule while the workers hold the CPUs)."""
-    import pyarrow.parquet as pq
-    import ray.data
-
+    """train is split across the workers; every worker reads val (each epoch) and rank 0 test whole, each
+    held in the object store when small (no read tasks while the workers hold the CPUs), streamed when not."""
     datasets = {"train": _parquet_dataset(prepared.path("train"))}
     if evaluate:
-        datasets["test"] = ray.data.from_arrow(pq.read_table(prepared.path("test")))
+        datasets["test"] = _parquet_dataset(prepared.path("test"))
     if has_val:
-        datasets["val"] = ray.data.from_arrow(pq.read_table(prepared.path("val")))
+        datasets["val"] = _parquet_dataset(prepared.path("val"))
     return datasets
 
 
