@@ -507,8 +507,7 @@ def ooc_train_predict(args, tmp: Path, source: str, rows: int, in_memory_bytes: 
     spec = tmp / "ooc.yaml"
     spec.write_text(yaml.safe_dump(ooc_spec(source), sort_keys=False))
     env = {k: v for k, v in os.environ.items() if k != "CONDUCTOR_DASK_ADDRESS"}
-    # conductor has no setting of its own for Ray's object store: Ray reads this cap when it starts
-    env |= {"CONDUCTOR_HOME": str(tmp / "home"), "RAY_DEFAULT_OBJECT_STORE_MAX_MEMORY_BYTES": str(args.object_store * 2**20)}
+    env |= {"CONDUCTOR_HOME": str(tmp / "home"), "CONDUCTOR_OBJECT_STORE_MB": str(args.object_store)}
     lines, bad = [], []
     run, wall, rss, tail = run_cli(["run", str(spec)], env)
     if run is None:

@@ -65,6 +65,26 @@ def ray_temp_dir(home: Path) -> Path | None:
     return path if len(str(path)) <= RAY_TMP_MAX else None
 
 
+OBJECT_STORE_MIN_MB = 100  # Ray refuses less than 75 MB; below ~100 MB every Ray Data block spills
+
+
+def object_store_bytes() -> int | None:
+    """CONDUCTOR_OBJECT_STORE_MB: the embedded Ray's shared-memory object store, in MiB (None: Ray's default,
+    30% of the machine's memory). What Ray Data streams through; spilled to disk under CONDUCTOR_HOME past it.
+    `cluster up` gives each node its own (cluster/local.py RAY_OBJECT_STORE)."""
+    raw = os.environ.get("CONDUCTOR_OBJECT_STORE_MB", "")
+    if not raw:
+        return None
+    try:
+        mb = int(raw)
+    except ValueError:
+        mb = -1
+    if mb < OBJECT_STORE_MIN_MB:
+        raise SettingsError(f"CONDUCTOR_OBJECT_STORE_MB: {raw!r} is not a size in MiB of at least "
+                            f"{OBJECT_STORE_MIN_MB} (a whole number, e.g. 512)")
+    return mb * 2**20
+
+
 def ensure_ray(settings: Settings, num_cpus: int | None = None) -> dict:
     """ray.init once per process: the cluster's address when set, else a local instance. Returns timings."""
     quiet_env()  # before `import ray`: RAY_AUTH_MODE is read when ray._raylet loads
@@ -95,6 +115,8 @@ def ensure_ray(settings: Settings, num_cpus: int | None = None) -> dict:
         if (temp := ray_temp_dir(settings.home)) is not None:
             temp.mkdir(parents=True, exist_ok=True)
             kwargs["_temp_dir"] = str(temp)
+        if (store := object_store_bytes()) is not None:
+            kwargs["object_store_memory"] = store
         ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), **kwargs)
     import ray.data
 

@@ -25,12 +25,14 @@ def start_engines(then=None, preload: tuple[str, ...] = ()):
 
 def probe_services(settings=None) -> None:
     """An unreachable Prefect API, Dask scheduler or Ray head fails here in a second, naming its variable."""
+    from cluster.connect import object_store_bytes
     from cluster.probe import probe
     from cluster.settings import home, load_settings
     from tasks.data.prepare import cache_limit
 
     writable_home(settings.home if settings else home())
     cache_limit()  # CONDUCTOR_CACHE_MAX_GB that is no number: refused now, not after preprocessing
+    object_store_bytes()  # likewise CONDUCTOR_OBJECT_STORE_MB, before Ray starts
     probe(settings or load_settings())
 
 

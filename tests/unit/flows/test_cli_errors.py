@@ -58,3 +58,16 @@ def test_predict_and_submit_bad_input(tmp_path):
     assert result.exit_code == 2 and "no cluster to submit to" in result.stderr
     result = invoke("dashboard", home=tmp_path / "runs")
     assert result.exit_code == 2 and "does not exist yet" in result.stderr
+
+
+@pytest.mark.parametrize("bad", ["lots", "50", "-1"])
+def test_object_store_size_is_checked_before_ray_starts(bad, tmp_path):
+    spec = write_spec(tmp_path / "ok.yaml", {"name": "ok", "data": {"source": "builtin:digits", "target": "label"},
+                                             "model": {"name": "mlp"}})
+    result = CliRunner().invoke(app, ["run", str(spec)], env={"CONDUCTOR_HOME": str(tmp_path / "runs"),
+                                                              "CONDUCTOR_OBJECT_STORE_MB": bad})
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert lines == [f"error: CONDUCTOR_OBJECT_STORE_MB: {bad!r} is not a size in MiB of at least 100 "
+                     "(a whole number, e.g. 512)"], result.stderr
+    assert not (tmp_path / "runs" / "digits").exists() and not list((tmp_path / "runs").glob("*/*.json"))
