@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..data import ROW, Preprocessor
+from ..data.stream import parquet_batches
 from ..spec import HIGHER_IS_BETTER, MAIN_METRIC
 from . import metrics as M
 
@@ -44,7 +45,16 @@ def read_split(path: str, columns: list[str], limit: int | None = None, seed: in
     if limit is None or n <= limit:
         return dataset.to_table(columns=columns).to_pandas()
     rows = np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
-    return dataset.take(rows, columns=columns).to_pandas()
+    # batch by batch, keeping the sampled rows: Dataset.take materialises whole columns (~450 MiB at 10 M rows)
+    parts, start = [], 0
+    for batch in parquet_batches(path, columns, TEST_BATCH):
+        lo, hi = np.searchsorted(rows, [start, start + batch.num_rows])
+        if hi > lo:
+            parts.append(batch.take(rows[lo:hi] - start))
+        start += batch.num_rows
+    import pyarrow as pa
+
+    return pa.Table.from_batches(parts).to_pandas()
 
 
 def _x(prep: Preprocessor) -> list[str]:
@@ -59,11 +69,8 @@ def _window_columns(prep: Preprocessor) -> list[str]:
 
 def test_parts(path: str, columns: list[str]):
     """One split's columns as pandas frames of at most TEST_BATCH rows, in file order."""
-    import pyarrow.dataset as ds
-
-    for batch in ds.dataset(path, format="parquet").to_batches(columns=columns, batch_size=TEST_BATCH):
-        if batch.num_rows:
-            yield batch.to_pandas()
+    for batch in parquet_batches(path, columns, TEST_BATCH):
+        yield batch.to_pandas()
 
 
 def _scored_test(path: str, columns: list[str], predictors: dict) -> tuple[np.ndarray, dict]:

@@ -29,14 +29,30 @@ def shard_batches(shard, n_x: int, task: str, batch_size: int, shuffle_seed: int
         yield to_tensors(b, n_x, task)
 
 
+def held_shard(shard, n_x: int, task: str) -> dict:
+    """A Ray Data shard read once, whole, as tensors (empty dict for no rows): for splits small enough to
+    hold, which then cost an index per batch instead of Ray Data's per-batch formatting every epoch."""
+    parts = [to_tensors(b, n_x, task) for b in shard.iter_batches(batch_size=65_536, batch_format="numpy")]
+    parts = [p for p in parts if len(p["x"])]
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]} if parts else {}
+
+
+def tensor_batches(split: dict, batch_size: int, seed: int | None = None):
+    """A split held as tensors, in batches: in order, or shuffled by a permutation seeded with `seed`."""
+    n = len(split["x"]) if split else 0
+    order = None if seed is None else torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    for i in range(0, n, batch_size):
+        idx = slice(i, i + batch_size) if order is None else order[i:i + batch_size]
+        yield {k: v[idx] for k, v in split.items()}
+
+
 def local_batches(path: str, n_x: int, task: str, batch_size: int = 1024):
     """The same batches read straight from Parquet, for evaluation outside Ray: streamed, one Arrow
     batch at a time, so a split larger than memory is scored in bounded memory."""
-    import pyarrow.dataset as ds
+    from ..data.stream import parquet_batches
 
-    for part in ds.dataset(path, format="parquet").to_batches(batch_size=batch_size):
-        if part.num_rows:
-            yield to_tensors({c: part.column(c).to_numpy(zero_copy_only=False) for c in part.schema.names}, n_x, task)
+    for part in parquet_batches(path, batch_size=batch_size):
+        yield to_tensors({c: part.column(c).to_numpy(zero_copy_only=False) for c in part.schema.names}, n_x, task)
 
 
 def whole_split(path: str, n_x: int, task: str) -> dict:
