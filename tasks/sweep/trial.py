@@ -15,7 +15,7 @@ import torch
 from ..data import Prepared, Preprocessor
 from ..finite import dumps as finite_json
 from ..spec import validate
-from ..train import LossModule, Progress, fit, whole_split
+from ..train import LossModule, Progress, fit, tensor_batches, whole_split
 from .job import TrialJob
 
 
@@ -31,13 +31,8 @@ class TrialData:
 
     def batches(self, batch_size: int, seed: int):
         """fit's train_batches(epoch) and val_batches(): a seeded shuffle per epoch, val in one batch."""
-        train, n = self.splits["train"], len(self.splits["train"]["x"])
-
         def train_batches(epoch: int):
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000 + epoch))
-            for i in range(0, n, batch_size):
-                idx = order[i:i + batch_size]
-                yield {k: v[idx] for k, v in train.items()}
+            return tensor_batches(self.splits["train"], batch_size, seed * 1000 + epoch)
 
         return train_batches, (lambda: iter([self.splits["val"]]))
 

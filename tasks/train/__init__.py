@@ -2,8 +2,8 @@
 Attributes load on first use (tasks/lazy.py): the loop imports torch, the plan and the job do not."""
 from ..lazy import lazy
 
-_WHERE = {"local_batches": ".batches", "whole_split": ".batches", "to_tensors": ".batches", "Tracking": ".job",
-          "Trained": ".job", "TrainJob": ".job", "LossModule": ".loop", "Progress": ".loop", "fit": ".loop",
+_WHERE = {"local_batches": ".batches", "whole_split": ".batches", "to_tensors": ".batches",
+          "tensor_batches": ".batches", "held_shard": ".batches", "Tracking": ".job", "Trained": ".job", "TrainJob": ".job", "LossModule": ".loop", "Progress": ".loop", "fit": ".loop",
           "MIN_CPU_PER_WORKER": ".plan", "fit_parallel": ".plan", "plan_workers": ".plan"}
 __getattr__ = lazy(__name__, _WHERE)
 __all__ = sorted(_WHERE)

@@ -51,6 +51,7 @@ class TrainJob:
     progress_path: str | None = None
     hook: HookFactory | None = None
     baselines: dict = field(default_factory=dict)
+    held: tuple[str, ...] = ()  # splits small enough that each worker holds its share as tensors
 
     @property
     def spec(self) -> Spec:
