@@ -496,6 +496,8 @@ def run_cli(args: list[str], env: dict) -> tuple[dict | None, float, object, str
         tail = "\n".join(err.read().strip().splitlines()[-5:])
     wall = time.perf_counter() - t0
     summary = json.loads(last) if proc.returncode == 0 and last.startswith("{") else None
+    if summary is None:
+        tail = f"exit {proc.returncode}, last stdout line {last[:200]!r}\n{tail}"
     return summary, wall, rss, tail
 
 
@@ -511,7 +513,7 @@ def ooc_train_predict(args, tmp: Path, source: str, rows: int, in_memory_bytes: 
     lines, bad = [], []
     run, wall, rss, tail = run_cli(["run", str(spec)], env)
     if run is None:
-        return [f"  conductor run: FAILED after {wall:.0f} s, peak RSS {rss.peak / 2**20:.0f} MiB\n{tail}"], ["conductor run failed"]
+        return [f"  conductor run: FAILED after {wall:.0f} s\n{tree_line(rss)}\n{tail}"], ["conductor run failed"]
     m = run.get("metrics", {})
     timed = ", ".join(f"{k} {v:.0f} s" for k, v in run.get("timings", {}).items() if isinstance(v, int | float))
     lines.append(f"  conductor run, 1 epoch on 1 Ray Train worker, object store capped at {args.object_store} MiB: "
@@ -524,7 +526,7 @@ def ooc_train_predict(args, tmp: Path, source: str, rows: int, in_memory_bytes: 
     out = tmp / "predictions.parquet"
     pred, wall, rss, tail = run_cli(["predict", run["run_dir"], source, "--out", str(out)], env)
     if pred is None:
-        return lines + [f"  conductor predict: FAILED after {wall:.0f} s, peak RSS {rss.peak / 2**20:.0f} MiB\n{tail}"], \
+        return lines + [f"  conductor predict: FAILED after {wall:.0f} s\n{tree_line(rss)}\n{tail}"], \
             bad + ["conductor predict failed"]
     groups = pq.ParquetFile(out).num_row_groups
     lines.append(f"  conductor predict of the whole data set ({in_memory_bytes / 2**30:.2f} GiB as pandas frames): "

@@ -117,7 +117,7 @@ def _print_baselines(summary: dict, console) -> None:
         console.print(summary["verdict"], markup=False, highlight=False)
 
 
-def print_summary(summary: dict, as_json: bool, console=None) -> None:
+def print_summary(summary: dict, as_json: bool, console=None, emit_json: bool = True) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -136,5 +136,5 @@ def print_summary(summary: dict, as_json: bool, console=None) -> None:
         hint = "  (upload later: wandb sync " + wb["run_dir"] + ")" if wb.get("mode") == "offline" else ""
         console.print(f"W&B ({wb.get('mode')})  {wb['run_dir']}{hint}")
     console.print(f"took {summary['duration_s']:.1f}s")
-    if as_json:
+    if as_json and emit_json:
         print(json.dumps(summary, default=str), flush=True)

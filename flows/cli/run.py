@@ -96,8 +96,8 @@ def run(
     from tasks.spec_file import load_spec
 
     summary = run_spec(load_spec(spec, set_ or []), spec, t0)
-    print_summary(summary, as_json)
-    stop_embedded_ray()
+    print_summary(summary, as_json, emit_json=False)
+    finish(summary, as_json)
 
 
 def run_spec(spec_obj, spec_path: Path, t0: float | None = None, rerun_of: str | None = None) -> dict:
@@ -205,7 +205,7 @@ def sweep(
         summary = run_sweep(spec_obj, study, trials, parallel, resume, run_id)
     summary.update(duration_s=time.perf_counter() - t0, timings={**summary.get("timings", {}), **started})
     _print_sweep(summary, as_json)
-    stop_embedded_ray()
+    finish(summary, as_json)
 
 
 def stop_embedded_ray() -> None:
@@ -215,6 +215,16 @@ def stop_embedded_ray() -> None:
 
     if ray.is_initialized():
         ray.shutdown()
+
+
+def finish(summary: dict, as_json: bool) -> None:
+    """After the printed summary: the embedded Ray stops, then --json prints the summary as the last line of
+    stdout. Until Ray is gone its driver may print on stdout what the raylet pushes to it ("(raylet) WARNING:
+    12 PYTHON worker processes have been started ..."), which came after the summary and broke every reader
+    of the last line."""
+    stop_embedded_ray()
+    if as_json:
+        print(json.dumps(summary, default=str), flush=True)
 
 
 def _print_sweep(summary: dict, as_json: bool) -> None:
@@ -232,5 +242,3 @@ def _print_sweep(summary: dict, as_json: bool) -> None:
         print_summary({**summary, "run_id": Path(summary["run_dir"]).name}, as_json=False, console=console)
     else:
         console.print(f"took {summary['duration_s']:.1f}s")
-    if as_json:
-        print(json.dumps(summary, default=str), flush=True)
