@@ -91,7 +91,8 @@ def evaluate(model, test_batches, prep: Preprocessor, history: list[dict], out_d
     files = [P.plot_learning_curves(history, task, plots / "learning_curves.png")]
     importance = {}
     if task == "classification":
-        files.append(P.plot_confusion(frame, prep.classes, plots / "confusion_matrix.png"))
+        files.append(P.plot_confusion(pred["y"].reshape(-1), pred["out"].argmax(-1), prep.classes,
+                                      plots / "confusion_matrix.png"))
     elif task == "regression":
         files.append(P.plot_predicted_vs_actual(frame["target"].to_numpy(), frame["prediction"].to_numpy(),
                                                 plots / "predicted_vs_actual.png", "test: predicted vs actual"))

@@ -9,10 +9,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 
 from ..data import Preprocessor  # noqa: E402
 from ..spec import MAIN_METRIC  # noqa: E402,F401 - here too for the callers that read it from plots
+from .metrics import confusion_counts  # noqa: E402
 
 
 def _save(fig, path: Path) -> str:
@@ -38,11 +38,10 @@ def plot_learning_curves(history: list[dict], task: str, path: Path) -> str:
     return _save(fig, path)
 
 
-def plot_confusion(frame: pd.DataFrame, classes: list, path: Path) -> str:
-    from sklearn.metrics import confusion_matrix
-
+def plot_confusion(actual: np.ndarray, predicted: np.ndarray, classes: list, path: Path) -> str:
+    """Class indices, actual and predicted, counted (metrics.confusion_counts) and drawn with the labels."""
     labels = [str(c) for c in classes]
-    cm = confusion_matrix(frame["label"].astype(str), frame["prediction"].astype(str), labels=labels)
+    cm = confusion_counts(actual, predicted, len(labels))
     size = max(4, 0.5 * len(labels) + 2)
     fig, ax = plt.subplots(figsize=(size, size))
     ax.imshow(cm, cmap="Blues")

@@ -50,6 +50,7 @@ def _trainer_class():
 
 
 IN_MEMORY_BYTES = 256 * 2**20
+EVAL_BATCH = 8192  # rows per batch when scoring val and test: no gradients, so only Ray Data's per-batch cost scales
 
 
 def _small(path: str) -> bool:
@@ -118,9 +119,9 @@ def train_loop(config: dict) -> None:
     try:
         progress, best = fit(
             net, model, lambda epoch: batches("train", max(1, cfg.batch_size // world), cfg.seed * 1000 + epoch),
-            (lambda: batches("val", 1024)) if job.has_val else None, cfg, prep, report=reporter,
+            (lambda: batches("val", EVAL_BATCH)) if job.has_val else None, cfg, prep, report=reporter,
             progress=progress, optimizer_state=opt_state, best_state=best, device=device)
-        reporter.finish(best, progress, lambda: batches("test", 1024), world, device)
+        reporter.finish(best, progress, lambda: batches("test", EVAL_BATCH), world, device)
     finally:
         reporter.close(progress)
 

@@ -100,3 +100,16 @@ def test_baselines_score_the_test_split_batch_by_batch(prepared, monkeypatch):
     for key, value in whole.items():
         assert batched[key] == pytest.approx(value, rel=1e-12), key
     assert sum(len(part) for part in B.test_parts(p.path("test"), ["y"])) == p.preprocessor.counts["test"]
+
+
+def test_confusion_counts_equal_scikit_learn():
+    from sklearn.metrics import confusion_matrix
+
+    from tasks.evaluate.metrics import confusion_counts
+
+    rng = np.random.default_rng(0)
+    actual, predicted = rng.integers(0, 4, 5000), rng.integers(0, 4, 5000)
+    predicted[:10] = 3  # class 2 may be missing from one side: its row or column is zeros, not dropped
+    actual[actual == 2] = 1
+    np.testing.assert_array_equal(confusion_counts(actual, predicted, 4),
+                                  confusion_matrix(actual, predicted, labels=[0, 1, 2, 3]))
