@@ -68,11 +68,11 @@ class EpochWatcher(threading.Thread):
 def test_a_killed_ray_train_worker_costs_at_most_one_epoch_and_keeps_one_wandb_run(engines, home, smoke_spec):
     from flows.pipeline import run_pipeline
 
-    # epochs of ~0.5 s: the smoke table's took 0.05 s once each worker held its share as tensors, so the kill
+    # epochs of ~1 s: the smoke table's took 0.05 s once each worker held its share as tensors, so the kill
     # came after several epochs reported within one of the controller's polls
     spec = {**smoke_spec, "name": "chaos-worker",
             "data": {"source": "builtin:synthetic", "target": "label",
-                     "synthetic": {"rows": 30_000, "features": 16, "classes": 2, "seed": 0}},
+                     "synthetic": {"rows": 15_000, "features": 16, "classes": 2, "seed": 0}},
             "train": {**smoke_spec["train"], "epochs": EPOCHS, "max_failures": 2, "batch_size": 32},
             "tracking": {"wandb": {"mode": "offline"}}}
     watcher = EpochWatcher(home, kill_after=2)  # epoch 1's checkpoint is persisted by then
