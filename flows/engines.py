@@ -100,12 +100,6 @@ def prefect_api_configured() -> bool:
     return bool((profiles.get("profiles", {}).get(active) or {}).get("PREFECT_API_URL"))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _die_with_parent() -> None:
     """In the child, before exec: SIGTERM when the process that spawned it dies (Linux; elsewhere a no-op)."""
     try:
@@ -125,16 +119,23 @@ class PrefectServer:
         # the package's folder, without importing prefect: its settings are read when it is imported, and must
         # then see PREFECT_API_URL, or the first client starts an ephemeral server of its own beside this one
         prefect_dir = Path(importlib.util.find_spec("prefect").origin).parent
-        self.t0, self.port, auth = time.perf_counter(), _free_port(), secrets.token_urlsafe(24)
+        # the listening socket is made here and handed to uvicorn (--fd): a port only picked here and bound by the
+        # server ~2 s later was taken in between once in CI (a second command's Ray), and the client then talked
+        # to whatever answered there
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(128)
+        self.t0, self.port, auth = time.perf_counter(), listener.getsockname()[1], secrets.token_urlsafe(24)
         self.url = f"http://127.0.0.1:{self.port}/api"
         env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1",
                "PREFECT_SERVER_API_AUTH_STRING": auth, "PREFECT_SERVER_API_HOST": "127.0.0.1"}
         env.pop("PREFECT_API_URL", None)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect_dir.parent), "--factory",
-             "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
-             "--log-level", "error", "--lifespan", "on"],
+             "prefect.server.api.server:create_app", "--fd", str(listener.fileno()),
+             "--log-level", "error", "--lifespan", "on"], pass_fds=(listener.fileno(),),
             env=env, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+        listener.close()  # the server holds its own copy
         atexit.register(self.stop)
         os.environ["PREFECT_API_URL"], os.environ["PREFECT_API_AUTH_STRING"] = self.url, auth
         if "prefect.context" in sys.modules:  # imported already: its global settings are re-read from the environment
