@@ -5,6 +5,7 @@ import numpy as np
 import torch
 
 from ..data import ROW
+from ..data.stream import BATCH_ROWS
 
 
 def to_tensors(b: dict, n_x: int, task: str) -> dict:
@@ -32,7 +33,7 @@ def shard_batches(shard, n_x: int, task: str, batch_size: int, shuffle_seed: int
 def held_shard(shard, n_x: int, task: str) -> dict:
     """A Ray Data shard read once, whole, as tensors (empty dict for no rows): for splits small enough to
     hold, which then cost an index per batch instead of Ray Data's per-batch formatting every epoch."""
-    parts = [to_tensors(b, n_x, task) for b in shard.iter_batches(batch_size=65_536, batch_format="numpy")]
+    parts = [to_tensors(b, n_x, task) for b in shard.iter_batches(batch_size=BATCH_ROWS, batch_format="numpy")]
     parts = [p for p in parts if len(p["x"])]
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]} if parts else {}
 
