@@ -41,6 +41,7 @@ class EarlyStart:
         self.timings: dict[str, float] = {}
         self.errors: list[BaseException] = []
         self.thread = None
+        shared_imports()
         if not prefect_api_configured():
             server = PrefectServer()
             self.thread = threading.Thread(target=self._prefect, args=(server,), daemon=True, name="prefect-api-start")
@@ -76,6 +77,19 @@ class EarlyStart:
         if self.errors:
             raise self.errors[0]
         return self.timings
+
+
+def shared_imports() -> None:
+    """What both the preload thread and this thread's first Ray calls import, imported here before the thread
+    starts. Python's per-module import locks do not make it safe for two threads to import packages whose
+    modules import each other: `KeyError: 'pydantic.v1'` ended 1 of 5 warm sweeps here, the preload thread
+    importing Prefect (which imports pydantic.v1) while the main thread's first ray.get set up Ray's serializers
+    (which import pydantic.v1.fields, starlette and pyarrow). Importing is CPU work under the GIL, so doing it
+    in one thread first gives up nothing the threads overlap (~0.3 s, ray's own import included)."""
+    import pydantic.v1.fields  # noqa: F401
+    import ray  # noqa: F401
+    import ray._private.arrow_serialization  # noqa: F401
+    import starlette.datastructures  # noqa: F401
 
 
 def prefect_api_configured() -> bool:
