@@ -56,6 +56,22 @@ def logged(fn):
     return wrapper
 
 
+def heartbeats():
+    """A context in which flow runs send Prefect heartbeats as the API they talk to needs them. A cluster's API
+    (cluster/zombies.py) marks a flow run CRASHED after SILENCE_S without one, and Prefect's default is one
+    every 180 s: a `conductor run` of 125 s against `cluster up` was marked "Crashed: no heartbeat for 75 s"
+    77 s in, while it trained (then Completed at its end). So every HEARTBEAT_S there. The command's own API
+    dies with it and nothing watches it: none, which also spares the ~0.5-0.9 s that stopping Prefect's
+    heartbeat thread (it sleeps in 1 s steps) added to the end of every flow."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    from cluster.zombies import HEARTBEAT_S
+    from flows.engines import PrefectServer
+
+    every = None if PrefectServer.serving() else HEARTBEAT_S
+    return temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: every})
+
+
 def quiet_prefect_console(level: int = logging.CRITICAL) -> None:
     """Keep Prefect's console handlers from printing a failed run's traceback: the CLI says it in one
     line (--debug shows it). Its API handler still sends every log line to the server for the UI."""

@@ -127,6 +127,13 @@ def _die_with_parent() -> None:
 class PrefectServer:
     """This process's own Prefect API on 127.0.0.1, with an auth string; stopped when the process exits."""
 
+    current: PrefectServer | None = None  # the one this process started, if any
+
+    @classmethod
+    def serving(cls) -> bool:
+        """Whether this process's flows talk to an API of its own (which dies with it)."""
+        return cls.current is not None and cls.current.proc.poll() is None
+
     def __init__(self):
         import importlib.util
 
@@ -150,6 +157,7 @@ class PrefectServer:
              "--log-level", "error", "--lifespan", "on"], pass_fds=(listener.fileno(),),
             env=env, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         listener.close()  # the server holds its own copy
+        PrefectServer.current = self
         atexit.register(self.stop)
         os.environ["PREFECT_API_URL"], os.environ["PREFECT_API_AUTH_STRING"] = self.url, auth
         if "prefect.context" in sys.modules:  # imported already: its global settings are re-read from the environment

@@ -15,7 +15,7 @@ from prefect import flow, task  # noqa: E402
 from prefect_dask import DaskTaskRunner  # noqa: E402
 
 from cluster.settings import load_settings  # noqa: E402
-from flows.common import logged, preprocess_task, publish_summary  # noqa: E402
+from flows.common import heartbeats, logged, preprocess_task, publish_summary  # noqa: E402
 from tasks import tracking  # noqa: E402
 from tasks.data import Prepared  # noqa: E402
 from tasks.data.sources import hide_source  # noqa: E402
@@ -92,4 +92,5 @@ def run_pipeline(spec: Spec, run_id: str | None = None) -> dict:
     """Call the flow with a DaskTaskRunner on the configured (or an embedded) Dask cluster. A credential in
     data.source stays in this process's environment: the flow's parameter holds the source masked."""
     runner = DaskTaskRunner(**dask_runner_kwargs(load_settings()))
-    return pipeline.with_options(task_runner=runner)(spec=hide_source(spec).model_dump(mode="json"), run_id=run_id)
+    with heartbeats():
+        return pipeline.with_options(task_runner=runner)(spec=hide_source(spec).model_dump(mode="json"), run_id=run_id)

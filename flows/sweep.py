@@ -13,7 +13,7 @@ from prefect import flow, task  # noqa: E402
 from prefect_dask import DaskTaskRunner  # noqa: E402
 
 from cluster.settings import load_settings, redact_url  # noqa: E402
-from flows.common import logged, preprocess_task, publish_summary  # noqa: E402
+from flows.common import heartbeats, logged, preprocess_task, publish_summary  # noqa: E402
 from tasks import tracking  # noqa: E402
 from tasks.data import Prepared  # noqa: E402
 from tasks.data.sources import hide_source  # noqa: E402
@@ -108,5 +108,7 @@ def run_sweep(spec: Spec, study: str | None, trials: int | None, parallel: int |
     """The sweep flow on the configured Dask cluster; `run_id` names the best trial's run directory (and
     its repro record, left by the CLI under CONDUCTOR_HOME/.repro)."""
     runner = DaskTaskRunner(**dask_runner_kwargs(load_settings()))
-    return sweep_flow.with_options(task_runner=runner)(spec=hide_source(spec).model_dump(mode="json"), study=study,
-                                                       trials=trials, parallel=parallel, resume=resume, run_id=run_id)
+    with heartbeats():
+        return sweep_flow.with_options(task_runner=runner)(spec=hide_source(spec).model_dump(mode="json"), study=study,
+                                                           trials=trials, parallel=parallel, resume=resume,
+                                                           run_id=run_id)

@@ -18,3 +18,24 @@ def test_the_users_prefect_profile_keeps_its_api(tmp_path, monkeypatch):
     assert not prefect_api_configured()  # the active profile has no API URL
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:1/api")
     assert prefect_api_configured()
+
+
+def test_flow_runs_send_heartbeats_where_an_api_watches_them(monkeypatch):
+    """A cluster's API crashes a flow run after 75 s without a heartbeat (Prefect's default is one per 180 s):
+    every 30 s there; none to the command's own API, which dies with it."""
+    import types
+
+    from prefect.settings import get_current_settings
+
+    from cluster.zombies import HEARTBEAT_S, SILENCE_S
+    from flows.common import heartbeats
+    from flows.engines import PrefectServer
+
+    monkeypatch.setattr(PrefectServer, "current", None)
+    with heartbeats():
+        assert get_current_settings().flows.heartbeat_frequency == HEARTBEAT_S < SILENCE_S / 2
+    own = types.SimpleNamespace(proc=types.SimpleNamespace(poll=lambda: None))  # a server still running
+    monkeypatch.setattr(PrefectServer, "current", own)
+    with heartbeats():
+        assert get_current_settings().flows.heartbeat_frequency is None
+    assert get_current_settings().flows.heartbeat_frequency is not None  # only inside
