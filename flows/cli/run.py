@@ -107,9 +107,10 @@ def run_spec(spec_obj, spec_path: Path, t0: float | None = None, rerun_of: str |
     from tasks.data.sources import hide_source
 
     spec_obj = hide_source(spec_obj)  # a credential of data.source: environment only
+    from cluster.settings import home
     from tasks.data import check_source
 
-    check_source(spec_obj.data)  # a missing file or column fails here, before any engine starts
+    check_source(spec_obj.data, home())  # a missing file or column fails here, before any engine starts
     probe_services()
     clean_leftovers()
     print(f"conductor run {spec_obj.name}: model {spec_obj.model.name} on {spec_obj.data.source}", file=sys.stderr)
@@ -170,12 +171,12 @@ def sweep(
     if trials is not None and trials < 1 or parallel is not None and parallel < 1:
         raise UserError("--trials and --parallel must be at least 1")
     check_name(study, "--study") if study is not None else None
+    from cluster.settings import home, load_settings, redact_url
     from tasks.data import check_source
 
-    check_source(spec_obj.data)
+    check_source(spec_obj.data, home())
     if storage:
         os.environ["CONDUCTOR_OPTUNA_STORAGE"] = storage  # read inside the flow; never a flow parameter
-    from cluster.settings import load_settings, redact_url
     from tasks.sweep import existing_trials
     from tasks.sweep.pool import prestart
     from tasks.sweep.storage import spec_changes

@@ -1,5 +1,6 @@
 """Data: sources (builtin, files, fsspec), the typed Preprocessor, the Dask steps and the split."""
-from .prepare import Prepared, check_source, preprocess
+from .precheck import check_source
+from .prepare import Prepared, preprocess
 from .preprocessor import ROW, Preprocessor
 from .sources import load_source, read_table
 

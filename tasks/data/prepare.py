@@ -28,7 +28,6 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import dask.dataframe as dd
@@ -52,9 +51,8 @@ from .locate import is_parse_error
 from .passes import Passes
 from .preprocessor import ROW, VERSION, Preprocessor
 from .series import check_series_size, prepare_series
-from .sources import expand_source, load_source, read_errors, source_fingerprint, value_line
+from .sources import load_source, read_errors, source_fingerprint
 from .split import SPLIT, SPLITS, class_warnings, number_rows, oversample, split_rows
-from .times import time_key
 
 
 @dataclass
@@ -82,8 +80,7 @@ def preprocess(data: Data, home: Path, log=print, warn=say_warning, progress=Non
     """Run (or reuse) preprocessing of `data`; returns where its Parquet splits and preprocessor are.
     `warn` gets each one-line warning (a rare class, a label only val/test hold), again on a cached run."""
     t0 = time.perf_counter()
-    fingerprint = f"{source_fingerprint(data)}-v{VERSION}"
-    final = Path(home) / ".cache" / fingerprint
+    final = cache_entry(data, home)
     if (final / "preprocessor.json").is_file():
         prepared = Prepared.load(final)
         log(f"preprocess: cached {final.name} ({prepared.preprocessor.counts})")
@@ -98,6 +95,12 @@ def preprocess(data: Data, home: Path, log=print, warn=say_warning, progress=Non
         warn(message)
     evict(final.parent, keep=final)
     return prepared
+
+
+def cache_entry(data: Data, home: Path) -> Path:
+    """Where the preprocessed splits of `data` are (or go) under CONDUCTOR_HOME: keyed by the data spec, each
+    file's bytes and the preprocessing code's VERSION."""
+    return Path(home) / ".cache" / f"{source_fingerprint(data)}-v{VERSION}"
 
 
 CACHE_MAX_GB = 20.0  # CONDUCTOR_CACHE_MAX_GB overrides
@@ -266,32 +269,3 @@ def _xy_meta(d: int, task: str) -> pd.DataFrame:
         meta["y"] = pd.Series(dtype="float32")
     meta[ROW] = pd.Series(dtype="int64")
     return meta
-
-
-LOCAL_PASS_BYTES = 32 * 2**20
-
-
-def check_source(data: Data) -> None:
-    """The checks that need no engine: the file exists and reads, the columns exist and their dtypes fit;
-    and for a small source (a builtin set, files up to 32 MB) the one pass over its rows as well, here in
-    this process, so that a one-class target, an all-missing column, inf or a bad line is refused before
-    anything starts. A bigger source gets that pass inside the flow, on Dask."""
-    ddf = load_source(data)
-    dtypes = dict(ddf.dtypes.items())
-    features, _, _ = check_columns(list(ddf.columns), dtypes, data)
-    if source_bytes(data) <= LOCAL_PASS_BYTES:
-        import dask
-
-        # sync and task shuffles: no distributed client, even when an earlier flow left one as the default
-        with read_errors(data.source, dtypes), dask.config.set({"scheduler": "sync", "dataframe.shuffle.method": "tasks"}):
-            check_rows(ddf, features, data)
-            if data.task == "forecasting" and data.time_column:  # dates that do not parse, or read two ways
-                time_key(ddf[data.time_column].compute(), data.time_column, data.time_format,
-                         partial(value_line, data.source, data.time_column))
-
-
-def source_bytes(data: Data) -> int:
-    if data.source.startswith("builtin:"):
-        return 0
-    _, files, fs = expand_source(data.source)
-    return sum(int(fs.info(f).get("size") or 0) for f in files)

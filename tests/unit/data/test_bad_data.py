@@ -203,3 +203,27 @@ def test_worker_log_of_a_parse_failure_is_dropped_and_others_kept():
     assert not quiet.filter(record("Compute Failed\nException: \"ParserError('Error tokenizing data.')\""))
     assert quiet.filter(record("Compute Failed\nException: 'MemoryError()'"))
     assert quiet.filter(record("Worker stream died"))
+
+
+def test_a_cached_source_is_not_read_again_until_its_bytes_change(tmp_path, monkeypatch):
+    """With CONDUCTOR_HOME, check_source trusts the cache entry made from the same spec and bytes (its
+    preprocessing ran these checks); a changed file is read and checked again."""
+    import importlib
+
+    prepare, precheck = importlib.import_module("tasks.data.prepare"), importlib.import_module("tasks.data.precheck")
+    path = tmp_path / "d.csv"
+    pd.DataFrame({"x": np.arange(200.0), "label": ["a", "b"] * 100}).to_csv(path, index=False)
+    spec, home = data(path), tmp_path / "home"
+    assert preprocess(spec, home, log=lambda *_: None).dir == prepare.cache_entry(spec, home)
+
+    def unread(*_):
+        raise AssertionError("the source was read")
+
+    with monkeypatch.context() as m:
+        m.setattr(precheck, "load_source", unread)
+        check_source(spec, home)  # the cached entry vouches for it
+        with pytest.raises(AssertionError, match="was read"):
+            check_source(spec)  # without a home: checked as before
+    path.write_text(path.read_text() + "1,2,3\n")
+    with pytest.raises(UserError, match="d.csv line 202: 3 fields, but the header \\(line 1\\) has 2"):
+        check_source(spec, home)
