@@ -32,7 +32,7 @@ def figures(paths: list[str]) -> str:
 def baselines_html(task: str, metrics: dict) -> str:
     """The model vs its baselines on the test split, and the verdict line when the model loses."""
     # imported here: `serve status` imports tasks.runs and need not load scikit-learn
-    from ..evaluate.baselines import verdict, versus
+    from ..evaluate.table import verdict, versus
 
     rows = versus(metrics)
     if not rows:
