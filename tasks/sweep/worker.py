@@ -37,7 +37,7 @@ class TrialTracker:
     def _work(self, s: dict, name: str, config: dict, home: Path) -> None:
         try:
             run = tracking.start(s["project"], s["mode"], home, name=name, group=s["group"], config=config,
-                                 job_type="trial", entity=s.get("entity"))
+                                 job_type="trial", entity=s.get("entity"), requirements=False)
             self.run_dir = tracking.run_dir(run)
             self.opened.set()
             while True:

@@ -27,7 +27,7 @@ class EpochReporter:
             # a worker restarted from a checkpoint continues the W&B run it names (resume="allow")
             self.run = tracking.start(t.project, t.mode, Path(job.home), name=t.name, group=t.group,
                                       config={**job.spec_json, **t.config_extra}, job_type=t.job_type, entity=t.entity,
-                                      run_id=progress.wandb_id or None)
+                                      run_id=progress.wandb_id or None, requirements=t.job_type != "trial")
             if self.run is not None:
                 if progress.wandb_id and t.mode == "offline":
                     progress_file.append(job.progress_path, {"kind": "note", "text": (
