@@ -40,12 +40,13 @@ def logged(fn):
     def wrapper(*args, **kwargs):
         from prefect.logging import get_run_logger
 
+        from flows.beats import beating
         from tasks.progress import echo_to
 
         for name in RUN_LOGGERS:
             logging.getLogger(name).setLevel(logging.INFO)
         logger = get_run_logger()
-        with echo_to(logger.info):
+        with echo_to(logger.info), beating():
             result = fn(*args, **kwargs)
         if isinstance(result, dict):
             from prefect.runtime import flow_run
@@ -54,22 +55,6 @@ def logged(fn):
         return result
 
     return wrapper
-
-
-def heartbeats():
-    """A context in which flow runs send Prefect heartbeats as the API they talk to needs them. A cluster's API
-    (cluster/zombies.py) marks a flow run CRASHED after SILENCE_S without one, and Prefect's default is one
-    every 180 s: a `conductor run` of 125 s against `cluster up` was marked "Crashed: no heartbeat for 75 s"
-    77 s in, while it trained (then Completed at its end). So every HEARTBEAT_S there. The command's own API
-    dies with it and nothing watches it: none, which also spares the ~0.5-0.9 s that stopping Prefect's
-    heartbeat thread (it sleeps in 1 s steps) added to the end of every flow."""
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-
-    from cluster.zombies import HEARTBEAT_S
-    from flows.engines import PrefectServer
-
-    every = None if PrefectServer.serving() else HEARTBEAT_S
-    return temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: every})
 
 
 def quiet_prefect_console(level: int = logging.CRITICAL) -> None:

@@ -15,7 +15,8 @@ from prefect import flow, task  # noqa: E402
 from prefect_dask import DaskTaskRunner  # noqa: E402
 
 from cluster.settings import load_settings  # noqa: E402
-from flows.common import heartbeats, logged, preprocess_task, publish_summary  # noqa: E402
+from flows.beats import heartbeats  # noqa: E402
+from flows.common import logged, preprocess_task, publish_summary  # noqa: E402
 from tasks import tracking  # noqa: E402
 from tasks.data import Prepared  # noqa: E402
 from tasks.data.sources import hide_source  # noqa: E402
