@@ -212,10 +212,9 @@ def sweep(
 def stop_embedded_ray() -> None:
     """The command's own Ray goes now, its result printed: Ray's exit hook would first sleep 0.5 s for logs
     that a finished command no longer has. A cluster's Ray is only disconnected from."""
-    import ray
+    from cluster.connect import shutdown_ray
 
-    if ray.is_initialized():
-        ray.shutdown()
+    shutdown_ray()
 
 
 def finish(summary: dict, as_json: bool) -> None:

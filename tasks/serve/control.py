@@ -155,15 +155,16 @@ def _raise_interrupt(*_):
 
 def stop_serve(embedded: bool = False) -> None:
     """Delete the app; then Serve itself when no other app is left, or the whole embedded Ray."""
-    import ray
     from ray import serve
+
+    from cluster.connect import shutdown_ray
 
     from .deployment import APP
 
     try:
         serve.delete(APP)
         if embedded:
-            ray.shutdown()  # takes Serve's controller and proxy with it
+            shutdown_ray()  # takes Serve's controller and proxy with it
         elif not serve.status().applications:
             serve.shutdown()
     except Exception:  # noqa: BLE001 - Ray already gone: nothing left to remove
