@@ -1,7 +1,9 @@
-"""Data: sources (builtin, files, fsspec), the typed Preprocessor, the Dask steps and the split."""
-from .precheck import check_source
-from .prepare import Prepared, preprocess
-from .preprocessor import ROW, Preprocessor
-from .sources import load_source, read_table
+"""Data: sources (builtin, files, fsspec), the typed Preprocessor, the Dask steps and the split.
+Attributes load on first use (tasks/lazy.py): checking a cached source imports neither Dask's dataframe nor
+the preprocessing steps."""
+from ..lazy import lazy
 
-__all__ = ["ROW", "Prepared", "Preprocessor", "check_source", "load_source", "preprocess", "read_table"]
+_WHERE = {"ROW": ".preprocessor", "Prepared": ".prepare", "Preprocessor": ".preprocessor",
+          "check_source": ".precheck", "load_source": ".sources", "preprocess": ".prepare", "read_table": ".sources"}
+__getattr__ = lazy(__name__, _WHERE)
+__all__ = sorted(_WHERE)

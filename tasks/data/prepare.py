@@ -49,9 +49,10 @@ from .fit import (
 )
 from .locate import is_parse_error
 from .passes import Passes
-from .preprocessor import ROW, VERSION, Preprocessor
+from .precheck import cache_entry
+from .preprocessor import ROW, Preprocessor
 from .series import check_series_size, prepare_series
-from .sources import load_source, read_errors, source_fingerprint
+from .sources import load_source, read_errors
 from .split import SPLIT, SPLITS, class_warnings, number_rows, oversample, split_rows
 
 
@@ -95,12 +96,6 @@ def preprocess(data: Data, home: Path, log=print, warn=say_warning, progress=Non
         warn(message)
     evict(final.parent, keep=final)
     return prepared
-
-
-def cache_entry(data: Data, home: Path) -> Path:
-    """Where the preprocessed splits of `data` are (or go) under CONDUCTOR_HOME: keyed by the data spec, each
-    file's bytes and the preprocessing code's VERSION."""
-    return Path(home) / ".cache" / f"{source_fingerprint(data)}-v{VERSION}"
 
 
 CACHE_MAX_GB = 20.0  # CONDUCTOR_CACHE_MAX_GB overrides

@@ -7,24 +7,26 @@ import os
 import re
 import warnings
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
-import dask.dataframe as dd
-import numpy as np
 import pandas as pd
 
 from cluster.settings import redact_url
 
 from ..errors import UserError
 from ..spec import Data, Spec
+from .builtin import builtin_frame
 from .locate import check_header, find_value, is_parse_error, locate_error
+
+if TYPE_CHECKING:  # dask.dataframe loads when rows are read: a command whose data is cached never needs it
+    import dask.dataframe as dd
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst", ".tsv")
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 # A CSV partition peaks at ~11x its size in a Dask worker (64 MB: 695 MiB, and a 768 MiB worker was killed again
 # and again). Not derived from the workers' memory: the split is drawn per partition, alike on every cluster.
 CSV_BLOCK = "16MB"
-SYNTHETIC_KEYS = {"rows", "features", "informative", "classes", "weights", "noise", "seed", "partitions"}
 # pandas' "Columns (0: a) have mixed types" is printed from a reader deep inside dask, before conductor's own
 # line that names the file, line, column and value (tasks/data/locate.py): it adds nothing but noise
 warnings.filterwarnings("ignore", category=pd.errors.DtypeWarning)
@@ -85,68 +87,6 @@ def masked_errors(source: str):
         raise
 
 
-def builtin_frame(name: str, task: str, options: dict | None = None) -> pd.DataFrame:
-    """A builtin data set as pandas: scikit-learn's and statsmodels' bundled files, or a generator."""
-    if name == "digits":
-        from sklearn.datasets import load_digits
-
-        b = load_digits(as_frame=True)
-        return b.frame.rename(columns={"target": "label"})
-    if name == "breast_cancer":
-        from sklearn.datasets import load_breast_cancer
-
-        b = load_breast_cancer(as_frame=True)
-        frame = b.frame.rename(columns={"target": "label"})
-        frame["label"] = np.asarray(b.target_names)[frame["label"]]  # string labels: malignant/benign
-        return frame
-    if name == "diabetes":
-        from sklearn.datasets import load_diabetes
-
-        return load_diabetes(as_frame=True, scaled=False).frame.rename(columns={"target": "progression"})
-    if name == "sunspots":
-        import statsmodels.api as sm
-
-        frame = sm.datasets.sunspots.load_pandas().data
-        return frame.rename(columns={"YEAR": "year", "SUNACTIVITY": "sunactivity"}).astype({"year": int})
-    if name == "macrodata":
-        import statsmodels.api as sm
-
-        # US quarterly macro series 1959Q1-2009Q3; `t` (1959.0, 1959.25, ...) orders it as data.time_column
-        frame = sm.datasets.macrodata.load_pandas().data.astype({"year": int, "quarter": int})
-        frame.insert(0, "t", frame["year"] + (frame["quarter"] - 1) / 4)
-        return frame
-    if name == "synthetic":
-        return synthetic_frame(task, options or {})
-    raise UserError(f"data.source: unknown builtin {name!r}")
-
-
-def synthetic_frame(task: str, options: dict) -> pd.DataFrame:
-    unknown = set(options) - SYNTHETIC_KEYS
-    if unknown:
-        raise UserError(f"data.synthetic: unknown keys {sorted(unknown)}; allowed {sorted(SYNTHETIC_KEYS)}")
-    rows, feats = int(options.get("rows", 2000)), int(options.get("features", 20))
-    seed = int(options.get("seed", 0))
-    cols = [f"x{i}" for i in range(feats)]
-    if task == "regression":
-        from sklearn.datasets import make_regression
-
-        x, y = make_regression(n_samples=rows, n_features=feats, n_informative=int(options.get("informative", min(feats, 10))),
-                               noise=float(options.get("noise", 10.0)), random_state=seed)
-        frame = pd.DataFrame(x.astype(np.float32), columns=cols)
-        frame["y"] = y
-        return frame
-    from sklearn.datasets import make_classification
-
-    x, y = make_classification(
-        n_samples=rows, n_features=feats, n_informative=int(options.get("informative", min(feats, 10))),
-        n_redundant=0, n_classes=int(options.get("classes", 2)), weights=options.get("weights"),
-        flip_y=float(options.get("noise", 0.01)), random_state=seed,
-    )
-    frame = pd.DataFrame(x.astype(np.float32), columns=cols)
-    frame["label"] = y
-    return frame
-
-
 def source_kind(path: str, where: str = "data.source") -> str:
     lower = path.lower().split("?", 1)[0] if "://" in path else path.lower()
     if lower.endswith(CSV_SUFFIXES):
@@ -193,6 +133,8 @@ def read_table(source: str, where: str = "data.source") -> dd.DataFrame:
 
 
 def _read(source: str, kind: str, files: list[str], fs, where: str) -> dd.DataFrame:
+    import dask.dataframe as dd
+
     protocol = fs.protocol[0] if isinstance(fs.protocol, tuple | list) else fs.protocol
     urls = files if protocol in ("file", "local") else [f if "://" in f else f"{protocol}://{f}" for f in files]
     if kind == "csv":
@@ -238,6 +180,8 @@ def value_line(source: str, column: str, value: str) -> str | None:
 
 def load_source(data: Data) -> dd.DataFrame:
     """Read lazily: nothing but metadata is touched until a computation asks for rows."""
+    import dask.dataframe as dd
+
     if data.source.startswith("builtin:"):
         frame = builtin_frame(data.source.split(":", 1)[1], data.task, data.synthetic)
         parts = int((data.synthetic or {}).get("partitions", 0)) or max(1, min(8, len(frame) // 50_000 + 1))

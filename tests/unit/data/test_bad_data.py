@@ -210,17 +210,17 @@ def test_a_cached_source_is_not_read_again_until_its_bytes_change(tmp_path, monk
     preprocessing ran these checks); a changed file is read and checked again."""
     import importlib
 
-    prepare, precheck = importlib.import_module("tasks.data.prepare"), importlib.import_module("tasks.data.precheck")
+    precheck = importlib.import_module("tasks.data.precheck")
     path = tmp_path / "d.csv"
     pd.DataFrame({"x": np.arange(200.0), "label": ["a", "b"] * 100}).to_csv(path, index=False)
     spec, home = data(path), tmp_path / "home"
-    assert preprocess(spec, home, log=lambda *_: None).dir == prepare.cache_entry(spec, home)
+    assert preprocess(spec, home, log=lambda *_: None).dir == precheck.cache_entry(spec, home)
 
     def unread(*_):
         raise AssertionError("the source was read")
 
     with monkeypatch.context() as m:
-        m.setattr(precheck, "load_source", unread)
+        m.setattr(importlib.import_module("tasks.data.sources"), "load_source", unread)
         check_source(spec, home)  # the cached entry vouches for it
         with pytest.raises(AssertionError, match="was read"):
             check_source(spec)  # without a home: checked as before
