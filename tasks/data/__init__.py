@@ -3,7 +3,7 @@ Attributes load on first use (tasks/lazy.py): checking a cached source imports n
 the preprocessing steps."""
 from ..lazy import lazy
 
-_WHERE = {"ROW": ".preprocessor", "Prepared": ".prepare", "Preprocessor": ".preprocessor",
+_WHERE = {"ROW": ".preprocessor", "Prepared": ".prepared", "Preprocessor": ".preprocessor",
           "check_source": ".precheck", "load_source": ".sources", "preprocess": ".prepare", "read_table": ".sources"}
 __getattr__ = lazy(__name__, _WHERE)
 __all__ = sorted(_WHERE)

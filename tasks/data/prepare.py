@@ -27,7 +27,6 @@ import shutil
 import sys
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import dask.dataframe as dd
@@ -50,27 +49,11 @@ from .fit import (
 from .locate import is_parse_error
 from .passes import Passes
 from .precheck import cache_entry
+from .prepared import Prepared
 from .preprocessor import ROW, Preprocessor
 from .series import check_series_size, prepare_series
 from .sources import load_source, read_errors
 from .split import SPLIT, SPLITS, class_warnings, number_rows, oversample, split_rows
-
-
-@dataclass
-class Prepared:
-    """A finished preprocessing output: where its Parquet splits are, and the fitted preprocessor."""
-
-    dir: Path
-    preprocessor: Preprocessor
-    cached: bool = False
-    seconds: float = 0.0
-
-    def path(self, split: str) -> str:
-        return str(self.dir / split)
-
-    @classmethod
-    def load(cls, directory: Path) -> Prepared:
-        return cls(Path(directory), Preprocessor.load(directory), cached=True)
 
 
 def say_warning(message: str) -> None:
