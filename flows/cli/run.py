@@ -28,7 +28,7 @@ def probe_services(settings=None) -> None:
     from cluster.connect import object_store_bytes
     from cluster.probe import probe
     from cluster.settings import home, load_settings
-    from tasks.data.prepare import cache_limit
+    from tasks.data.precheck import cache_limit
 
     writable_home(settings.home if settings else home())
     cache_limit()  # CONDUCTOR_CACHE_MAX_GB that is no number: refused now, not after preprocessing

@@ -1,20 +1,34 @@
 """The checks a command runs on its data before any engine starts (tasks/data/checks.py holds the checks)."""
 from __future__ import annotations
 
+import os
 from functools import partial
 from pathlib import Path
 
+from ..errors import UserError
 from ..spec import Data
 from .preprocessor import VERSION
 from .sources import expand_source, source_fingerprint
 
 LOCAL_PASS_BYTES = 32 * 2**20
+CACHE_MAX_GB = 20.0  # CONDUCTOR_CACHE_MAX_GB overrides
 
 
 def cache_entry(data: Data, home: Path) -> Path:
     """Where the preprocessed splits of `data` are (or go) under CONDUCTOR_HOME: keyed by the data spec, each
     file's bytes and the preprocessing code's VERSION."""
     return Path(home) / ".cache" / f"{source_fingerprint(data)}-v{VERSION}"
+
+
+def cache_limit() -> float:
+    raw = os.environ.get("CONDUCTOR_CACHE_MAX_GB", str(CACHE_MAX_GB))
+    try:
+        limit = float(raw)
+    except ValueError:
+        limit = -1.0
+    if not limit >= 0:
+        raise UserError(f"CONDUCTOR_CACHE_MAX_GB: {raw!r} is not a size in GB (a number >= 0, e.g. 20 or 0.5)")
+    return limit * 2**30
 
 
 def check_source(data: Data, home: Path | None = None) -> None:

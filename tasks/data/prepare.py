@@ -48,7 +48,7 @@ from .fit import (
 )
 from .locate import is_parse_error
 from .passes import Passes
-from .precheck import cache_entry
+from .precheck import cache_entry, cache_limit
 from .prepared import Prepared
 from .preprocessor import ROW, Preprocessor
 from .series import check_series_size, prepare_series
@@ -81,7 +81,6 @@ def preprocess(data: Data, home: Path, log=print, warn=say_warning, progress=Non
     return prepared
 
 
-CACHE_MAX_GB = 20.0  # CONDUCTOR_CACHE_MAX_GB overrides
 IN_USE_S = 3600  # an entry used this recently may feed a running training (Ray Data reads its Parquet): kept
 USERS = ".users"  # <entry>.<pid>: a process that preprocessed (or reused) an entry and may still read it
 
@@ -115,17 +114,6 @@ def _claimed(cache: Path) -> set[str]:
         else:
             claim.unlink(missing_ok=True)
     return names
-
-
-def cache_limit() -> float:
-    raw = os.environ.get("CONDUCTOR_CACHE_MAX_GB", str(CACHE_MAX_GB))
-    try:
-        limit = float(raw)
-    except ValueError:
-        limit = -1.0
-    if not limit >= 0:
-        raise UserError(f"CONDUCTOR_CACHE_MAX_GB: {raw!r} is not a size in GB (a number >= 0, e.g. 20 or 0.5)")
-    return limit * 2**30
 
 
 def evict(cache: Path, keep: Path, now: float | None = None) -> list[Path]:
