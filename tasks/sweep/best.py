@@ -3,6 +3,7 @@ path as `conductor run`, with Optuna's plots in report.html and a `<study>-summa
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import optuna
@@ -15,6 +16,7 @@ from ..names import check_name
 from ..runs import new_run, new_run_id, register
 from ..runs.repro import attach_repro
 from ..spec import Spec
+from ..staged import remove
 from .objective import trial_dir
 from .plots import study_plots
 from .space import trial_spec
@@ -22,9 +24,11 @@ from .storage import counts, make_storage
 
 
 def register_best(spec: Spec, prepared: Prepared, study_name: str, storage_url: str, home: Path,
-                  wandb_mode: str, run_id: str | None = None) -> dict:
+                  wandb_mode: str, run_id: str | None = None, drawn: tuple | None = None) -> dict:
     """Evaluate the best trial's weights on the test split and register them as a run directory (named
-    `run_id` when the CLI chose it, with the repro record it left for that id)."""
+    `run_id` when the CLI chose it, with the repro record it left for that id). `drawn`: (folder, Ray ref)
+    of Optuna's plots being drawn by another warm worker; they move into the run directory (drawn here when
+    that worker failed)."""
     import torch
 
     from models import build_model
@@ -51,7 +55,7 @@ def register_best(spec: Spec, prepared: Prepared, study_name: str, storage_url: 
         result = evaluate(model, local_batches(prepared.path("test"), prep.n_inputs, prep.task), prep,
                           progress["history"], stage, seed=spec_t.train.seed)
         torch.save(model.state_dict(), stage / "model.pt")
-        plots = study_plots(study, stage / "sweep")
+        plots = _plots(study, stage / "sweep", drawn)
         (stage / "sweep.json").write_text(json.dumps(info, indent=2))
         extra = {f"best/{spec.sweep.metric}": best.value, **score_baselines(prepared, prep, spec)}
         metrics = register(stage, spec_t, prep, progress, result["metrics"], extra_metrics=extra,
@@ -59,6 +63,20 @@ def register_best(spec: Spec, prepared: Prepared, study_name: str, storage_url: 
         repro = attach_repro(stage, home, run_dir.name, spec_t, prep)
         wb = _summary_run(spec, study_name, wandb_mode, home, best, metrics, info, stage, plots["png"], repro)
     return {"run_dir": str(run_dir), "metrics": metrics, "wandb": wb, "verdict": verdict(prep.task, metrics), **info}
+
+
+def _plots(study: optuna.Study, out: Path, drawn: tuple | None) -> dict:
+    if drawn is not None:
+        folder, ref = drawn
+        try:
+            import ray
+
+            result = ray.get(ref, timeout=120)
+            os.replace(folder, out)
+            return result
+        except Exception:  # noqa: BLE001 - the drawing worker died or failed: they are drawn here instead
+            remove(Path(folder))
+    return study_plots(study, out)
 
 
 def _summary_run(spec: Spec, study_name: str, mode: str, home: Path, best, metrics: dict, info: dict,

@@ -92,7 +92,10 @@ class WarmPool:
         there, while this driver never imports torch (~3-4 s of a sweep's start-up and end on 2 cores)."""
         import ray
 
-        return ray.get(self.actors[0].register_best.remote(*args), timeout=timeout)
+        from .plots import draw_on
+
+        drawn = draw_on(self.actors[1], args[0].name, *args[2:5]) if len(self.actors) > 1 else None
+        return ray.get(self.actors[0].register_best.remote(*args, drawn), timeout=timeout)
 
     def close(self) -> list[str]:
         """Wait for the W&B runs being written, then give the CPUs back (and kept workers to the next sweep)."""

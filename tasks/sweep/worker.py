@@ -164,11 +164,19 @@ class TrialWorker:
         return tracker
 
     def register_best(self, spec, prepared, study: str, storage_url: str, home: str, wandb_mode: str,
-                      run_id: str | None) -> dict:
-        """The best trial's weights scored on test and registered as a run directory, here (see WarmPool)."""
+                      run_id: str | None, drawn: tuple | None = None) -> dict:
+        """The best trial's weights scored on test and registered as a run directory, here (see WarmPool);
+        `drawn`: (folder, ref) of the study's plots another worker draws meanwhile (study_plots)."""
         from .best import register_best
 
-        return register_best(spec, prepared, study, storage_url, Path(home), wandb_mode, run_id)
+        return register_best(spec, prepared, study, storage_url, Path(home), wandb_mode, run_id, drawn)
+
+    def study_plots(self, study: str, storage_url: str, out_dir: str) -> dict:
+        """Optuna's plots of the study into out_dir, drawn here while another worker scores the best trial."""
+        from .plots import study_plots
+
+        loaded = optuna.load_study(study_name=study, storage=make_storage(storage_url, heartbeat=False))
+        return study_plots(loaded, Path(out_dir), as_name="sweep")
 
     def drain(self, timeout: float = 60.0) -> list[str]:
         """Wait for the W&B runs still being written; returns their errors (call before killing the actor)."""
