@@ -320,6 +320,31 @@ def check_secrets_stay_secret(home, profile: dict, outputs) -> None:
             assert STORAGE_PW.encode() not in blob and WANDB_KEY.encode() not in blob, f
 
 
+def check_beats(home, profile: dict, flow_run_id: str) -> None:
+    """A flow run of the CLI beats against the cluster's API (the zombie automation would mark it Crashed after
+    75 s without a beat): its first beat reaches the server's events, and the run was never Crashed."""
+    from cluster.credentials import basic_auth
+
+    auth = basic_auth(json.loads((home / "cluster" / "secrets.json").read_text())["prefect_api_auth_string"])
+
+    def post(path: str, body: dict) -> dict | list:
+        req = urllib.request.Request(f"{profile['prefect_api_url']}{path}", data=json.dumps(body).encode(),
+                                     method="POST", headers={"Content-Type": "application/json", **auth})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
+    beats = {"filter": {"event": {"name": ["prefect.flow-run.heartbeat"]},
+                        "resource": {"id": [f"prefect.flow-run.{flow_run_id}"]}}, "limit": 10}
+    deadline = time.monotonic() + 30  # the server persists events in batches
+    while not post("/events/filter", beats)["events"]:
+        assert time.monotonic() < deadline, "no heartbeat event of the CLI's flow run reached the cluster's API"
+        time.sleep(1)
+    req = urllib.request.Request(f"{profile['prefect_api_url']}/flow_run_states/?flow_run_id={flow_run_id}", headers=auth)
+    with urllib.request.urlopen(req, timeout=10) as r:
+        kinds = [st["type"] for st in json.loads(r.read())]
+    assert "CRASHED" not in kinds and "COMPLETED" in kinds, kinds
+
+
 def kill_service(home, service: str) -> None:
     """SIGKILL one service of `cluster up` and every process under it (a flow run under the Prefect worker)."""
     for s in json.loads((home / "cluster" / "pids.json").read_text()):
@@ -435,6 +460,7 @@ def test_cluster_up_submit_sweep_down(tmp_path, postgres_db):
         direct = run_cli("run", spec, "--json", env=env, timeout=600)
         assert direct.returncode == 0 and "InvalidAuthToken" not in direct.stderr, direct.stderr[-3000:]
         assert last_json(direct)["metrics"]["test/accuracy"] > 0.5
+        check_beats(home, profile, last_json(direct)["flow_run_id"])
         direct = run_cli("sweep", spec, "--study", f"{name}-direct", "--trials", "2", "--json", env=env, timeout=600)
         assert direct.returncode == 0 and "InvalidAuthToken" not in direct.stderr, direct.stderr[-3000:]
         t = last_json(direct)["trials"]

@@ -188,3 +188,32 @@ def test_kept_workers_serve_the_next_sweep_and_hold_no_cpu_between(engines, home
         for a in ray.util.list_named_actors(all_namespaces=True):
             if a["namespace"] == warm.NAMESPACE:
                 ray.kill(ray.get_actor(a["name"], namespace=warm.NAMESPACE), no_restart=True)
+
+
+def test_the_study_plots_drawn_by_another_worker_move_into_the_run(engines, home):
+    """Registration takes Optuna's plots drawn by a second warm worker (a staged folder, moved into the run
+    directory); when that worker fails, the registering one draws them, and the staged folder goes."""
+    import importlib
+
+    import ray
+
+    from tasks.sweep.plots import study_plots
+
+    best = importlib.import_module("tasks.sweep.best")
+    url = f"sqlite:///{home / 'optuna.db'}"
+    study = optuna.create_study(study_name="drawn", storage=make_storage(url, heartbeat=False), direction="maximize")
+    study.optimize(lambda t: t.suggest_float("lr", 1e-4, 1e-1, log=True) + t.suggest_float("p", 0, 1), n_trials=6)
+
+    @ray.remote
+    def draw(folder: str, fail: bool) -> dict:
+        if fail:
+            raise RuntimeError("the drawing worker failed")
+        return study_plots(optuna.load_study(study_name="drawn", storage=url), Path(folder), as_name="sweep")
+
+    for fail in (False, True):
+        folder, run = home / "x" / f".tmp-plots-{os.getpid()}-{int(fail)}", home / f"run{int(fail)}"
+        run.mkdir()
+        plots = best._plots(study, run / "sweep", (str(folder), draw.remote(str(folder), fail)))
+        assert not folder.exists()
+        assert (run / "sweep" / "optimization_history.png").is_file() and "sweep/optimization_history.html" in plots["html"]
+        assert plots["png"][0].startswith("sweep/")
