@@ -209,20 +209,15 @@ def sweep(
     finish(summary, as_json)
 
 
-def stop_embedded_ray() -> None:
-    """The command's own Ray goes now, its result printed: Ray's exit hook would first sleep 0.5 s for logs
-    that a finished command no longer has. A cluster's Ray is only disconnected from."""
+def finish(summary: dict, as_json: bool) -> None:
+    """After the printed summary: the embedded Ray stops (now, not in Ray's exit hook, which first sleeps 0.5 s
+    for logs a finished command no longer has; a cluster's Ray is only disconnected from), then --json prints
+    the summary as the last line of stdout. Until Ray is gone its driver may print on stdout what the raylet
+    pushes to it ("(raylet) WARNING: 12 PYTHON worker processes have been started ..."), which came after the
+    summary and broke every reader of the last line."""
     from cluster.connect import shutdown_ray
 
     shutdown_ray()
-
-
-def finish(summary: dict, as_json: bool) -> None:
-    """After the printed summary: the embedded Ray stops, then --json prints the summary as the last line of
-    stdout. Until Ray is gone its driver may print on stdout what the raylet pushes to it ("(raylet) WARNING:
-    12 PYTHON worker processes have been started ..."), which came after the summary and broke every reader
-    of the last line."""
-    stop_embedded_ray()
     if as_json:
         print(json.dumps(summary, default=str), flush=True)
 

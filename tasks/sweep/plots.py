@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import html
+import os
+import secrets
 import warnings
 from pathlib import Path
 
 import optuna
+
+from ..staged import PREFIX
 
 PLOTS = {
     "optimization_history": "plot_optimization_history",
@@ -18,11 +22,6 @@ PLOTS = {
 def draw_on(worker, name: str, study: str, storage_url: str, home: str) -> tuple:
     """(folder, Ray ref): Optuna's plots (~0.7 s) drawn by another warm worker into a staged folder while the
     registering one scores the best trial on test (tasks/sweep/best.py moves the folder into the run)."""
-    import os
-    import secrets
-
-    from ..staged import PREFIX
-
     folder = Path(home) / name / f"{PREFIX}plots-{os.getpid()}-{secrets.token_hex(4)}"
     return str(folder), worker.study_plots.remote(study, storage_url, str(folder))
 
