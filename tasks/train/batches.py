@@ -5,7 +5,6 @@ import numpy as np
 import torch
 
 from ..data import ROW
-from ..data.stream import BATCH_ROWS
 
 
 def to_tensors(b: dict, n_x: int, task: str) -> dict:
@@ -30,12 +29,15 @@ def shard_batches(shard, n_x: int, task: str, batch_size: int, shuffle_seed: int
         yield to_tensors(b, n_x, task)
 
 
-def held_shard(shard, n_x: int, task: str) -> dict:
-    """A Ray Data shard read once, whole, as tensors (empty dict for no rows): for splits small enough to
-    hold, which then cost an index per batch instead of Ray Data's per-batch formatting every epoch."""
-    parts = [to_tensors(b, n_x, task) for b in shard.iter_batches(batch_size=BATCH_ROWS, batch_format="numpy")]
-    parts = [p for p in parts if len(p["x"])]
-    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]} if parts else {}
+def table_share(table, n_x: int, task: str, rank: int = 0, world: int = 1) -> dict:
+    """This worker's share of a split held whole as an Arrow table, as tensors (empty dict for no rows).
+    With world > 1 each rank takes an equal, contiguous n // world rows (the remainder is left out, as Ray Data's
+    equal streaming_split leaves it): DDP needs every rank to run the same number of batches."""
+    n = table.num_rows // world
+    part = table.slice(rank * n, n) if world > 1 else table
+    if not part.num_rows:
+        return {}
+    return to_tensors({c: part.column(c).to_numpy(zero_copy_only=False) for c in part.schema.names}, n_x, task)
 
 
 def tensor_batches(split: dict, batch_size: int, seed: int | None = None):

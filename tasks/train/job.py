@@ -51,7 +51,8 @@ class TrainJob:
     progress_path: str | None = None
     hook: HookFactory | None = None
     baselines: dict = field(default_factory=dict)
-    held: tuple[str, ...] = ()  # splits small enough that each worker holds its share as tensors
+    tables: dict = field(default_factory=dict)  # split -> ObjectRef of its Arrow table: the splits small enough
+    # that each worker holds its share as tensors (the others stream from Ray Data)
 
     @property
     def spec(self) -> Spec:

@@ -17,7 +17,7 @@ from ..data import Prepared
 from ..progress import say
 from ..spec import Spec
 from ..staged import claim_ray_storage, release_ray_storage
-from .batches import held_shard, shard_batches, tensor_batches
+from .batches import shard_batches, table_share, tensor_batches
 from .checkpoint import load_checkpoint, read_progress
 from .job import HookFactory, Tracking, Trained, TrainJob
 from .loop import LossModule, Progress, fit
@@ -26,16 +26,19 @@ from .reporter import EpochReporter
 
 
 def _trainer_class():
-    """TorchTrainer without Ray Train V2's PlacementGroupCleaner actor.
+    """TorchTrainer without two of Ray Train V2's default callbacks that cost a conductor run an actor process:
 
-    The cleaner watches the controller through Ray's state API, which needs the dashboard; conductor
-    never starts the dashboard, so the cleaner only logs "Failed to query" every second, and its extra
-    actor process made each run ~14 s slower on 2 CPUs (32 s -> 18 s for an empty 2-worker fit).
-    An embedded Ray dies with its driver, placement groups included.
+    - the PlacementGroupCleaner watches the controller through Ray's state API, which needs the dashboard;
+      conductor never starts the dashboard, so the cleaner only logs "Failed to query" every second, and its
+      extra actor process made each run ~14 s slower on 2 CPUs (32 s -> 18 s for an empty 2-worker fit). An
+      embedded Ray dies with its driver, placement groups included.
+    - the DatasetsCallback, when no split is streamed (every split held: `_held_tables`): it starts a
+      DatasetManager actor that the workers wait for before the train function runs (~2 s on 2 CPUs).
     """
     from ray.train.torch import TorchTrainer
 
     try:
+        from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
         from ray.train.v2._internal.callbacks.placement_group_callback import (
             PlacementGroupCleanerCallback,
         )
@@ -44,7 +47,8 @@ def _trainer_class():
 
     class LeanTorchTrainer(TorchTrainer):
         def _create_default_callbacks(self):
-            return [c for c in super()._create_default_callbacks() if not isinstance(c, PlacementGroupCleanerCallback)]
+            unused = (PlacementGroupCleanerCallback,) + ((DatasetsCallback,) if not self.datasets else ())
+            return [c for c in super()._create_default_callbacks() if not isinstance(c, unused)]
 
     return LeanTorchTrainer
 
@@ -67,22 +71,21 @@ def _small(path: str) -> bool:
     return True
 
 
-def _parquet_dataset(path: str):
-    """One split as a Ray Dataset (train is sharded across workers by get_dataset_shard).
-
-    A split of up to IN_MEMORY_BYTES (as a table) is read once into the object store, and each worker holds its share
-    as tensors after reading it once (tasks/train/batches.held_shard): re-reading it every epoch costs ~4 s
-    of read tasks on 2 CPUs for a 1,000-row split, and Ray Data's per-batch formatting made an epoch 1.26x
-    plain DDP's. Larger splits stream from the files every epoch.
-    """
+def _held_tables(prepared: Prepared, held: tuple[str, ...]) -> dict:
+    """Each small split (at most IN_MEMORY_BYTES as a table) read once here into the object store; each worker
+    takes its share from it once and holds it as tensors (tasks/train/batches.table_share). Not Ray Data: its
+    DatasetManager and SplitCoordinator are two more actor processes that a run started one after the other
+    before its first batch (~4.5 s of a 1-worker run's start-up on 2 CPUs), and re-reading a split every epoch
+    cost ~4 s of read tasks for 1,000 rows, its per-batch formatting an epoch 1.26x plain DDP's."""
     import pyarrow.parquet as pq
-    import ray.data
+    import ray
 
-    return ray.data.from_arrow(pq.read_table(path)) if _small(path) else ray.data.read_parquet(path)
+    return {s: ray.put(pq.read_table(prepared.path(s))) for s in held}
 
 
 def train_loop(config: dict) -> None:
     """What every Ray Train worker runs: config {"job": TrainJob}."""
+    import ray
     import ray.train
     import ray.train.torch
 
@@ -100,14 +103,16 @@ def train_loop(config: dict) -> None:
                         class_weight=prep.class_weight, target_index=prep.target_index)
     net = ray.train.torch.prepare_model(LossModule(model))  # (1) DDP when world > 1, moved to device
     splits = ["train"] + ["val"] * job.has_val + ["test"] * job.evaluate  # a trial never reads test
-    shard = {s: ray.train.get_dataset_shard(s) for s in splits}  # (2) this worker's share of the rows
-    held: dict[str, dict] = {}  # a small split's share, read on first use (test: by rank 0 only, at the end)
+    # (2) this worker's share of the rows: a streamed split's from Ray Data, a small one's from its table
+    shard = {s: ray.train.get_dataset_shard(s) for s in splits if s not in job.tables}
+    held: dict[str, dict] = {}  # a small split's share, taken on first use (test: by rank 0 only, at the end)
 
     def batches(s: str, size: int, seed: int | None = None):
-        if s not in job.held:
+        if s not in job.tables:
             return shard_batches(shard[s], prep.n_inputs, prep.task, size, seed)
         if s not in held:
-            held[s] = held_shard(shard[s], prep.n_inputs, prep.task)
+            ranks = (rank, world) if s == "train" else (0, 1)  # val and test: every row on every worker
+            held[s] = table_share(ray.get(job.tables[s]), prep.n_inputs, prep.task, *ranks)
         return tensor_batches(held[s], size, seed)
 
     progress, opt_state, best = Progress(), None, None
@@ -126,15 +131,12 @@ def train_loop(config: dict) -> None:
         reporter.close(progress)
 
 
-def _datasets(prepared: Prepared, evaluate: bool, has_val: bool) -> dict:
-    """train is split across the workers; every worker reads val (each epoch) and rank 0 test whole, each
-    held in the object store when small (no read tasks while the workers hold the CPUs), streamed when not."""
-    datasets = {"train": _parquet_dataset(prepared.path("train"))}
-    if evaluate:
-        datasets["test"] = _parquet_dataset(prepared.path("test"))
-    if has_val:
-        datasets["val"] = _parquet_dataset(prepared.path("val"))
-    return datasets
+def _datasets(prepared: Prepared, splits: list[str]) -> dict:
+    """The splits too large to hold, streamed from their files every epoch by Ray Data: train split across the
+    workers, val read whole by every worker, test by rank 0."""
+    import ray.data
+
+    return {s: ray.data.read_parquet(prepared.path(s)) for s in splits}
 
 
 def train_on_ray(spec: Spec, prepared: Prepared, out_dir: Path, home: Path, tracking: Tracking,
@@ -151,15 +153,16 @@ def train_on_ray(spec: Spec, prepared: Prepared, out_dir: Path, home: Path, trac
     if plan.note:
         say(f"note: {plan.note}")
     has_val = prepared.preprocessor.counts["val"] > 0
+    splits = ["train"] + ["val"] * has_val + ["test"] * evaluate
+    held = tuple(s for s in splits if prepared.preprocessor.counts.get(s) and _small(prepared.path(s)))
+    streamed = [s for s in splits if s not in held]
     job = TrainJob(spec.model_dump(mode="json"), prepared.preprocessor, str(home), tracking, has_val,
                    evaluate=evaluate, threads=max(1, int(plan.cpu)), progress_path=progress_path, hook=hook,
-                   baselines=baselines or {},
-                   held=tuple(s for s in ("train", "val", "test") if prepared.preprocessor.counts.get(s)
-                              and _small(prepared.path(s))))
+                   baselines=baselines or {}, tables=_held_tables(prepared, held))
     storage = claim_ray_storage(home, tracking.name).parent  # a killed run's folder goes with the next command
     trainer = _trainer_class()(
-        train_loop, train_loop_config={"job": job}, datasets=_datasets(prepared, evaluate, has_val),
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+        train_loop, train_loop_config={"job": job}, datasets=_datasets(prepared, streamed) or None,
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"] if "train" in streamed else []),
         scaling_config=ray.train.ScalingConfig(
             num_workers=plan.workers, use_gpu=plan.gpu > 0,
             resources_per_worker={"CPU": plan.cpu, **({"GPU": plan.gpu} if plan.gpu else {})}),

@@ -74,6 +74,18 @@ def test_wandb_offline_run_holds_what_training_reported(smoke_run):
     assert logged["state"] == "finished"
 
 
+def test_a_split_too_large_to_hold_streams_through_ray_data(engines, smoke_spec, smoke_run, monkeypatch):
+    """A split past IN_MEMORY_BYTES streams through Ray Data, train split across the 2 workers by its coordinator,
+    while val and test stay held in the object store: the run completes and scores like the held one."""
+    import tasks.train.ray_train as ray_train
+    from flows.pipeline import run_pipeline
+
+    monkeypatch.setattr(ray_train, "_small", lambda path: Path(path).name != "train")
+    run = run_pipeline(validate({**smoke_spec, "name": "streamed", "tracking": {"wandb": {"mode": "disabled"}}}))
+    assert run["metrics"]["epochs"] == 3 and run["metrics"]["stopped"] == "done" and run["workers"] == 2
+    assert run["metrics"]["test/accuracy"] == pytest.approx(smoke_run["metrics"]["test/accuracy"], abs=0.1)
+
+
 def test_user_error_in_the_flow_leaves_nothing(engines, home, smoke_spec):
     from flows.pipeline import run_pipeline
 

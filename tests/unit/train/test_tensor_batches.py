@@ -20,3 +20,17 @@ def test_tensor_batches_cover_every_row_once():
     for b in one:  # the columns of a row stay together
         assert torch.equal(b["x"][:, 0], 2.0 * b["y"]) and torch.equal(b["row"], b["y"] + 100)
     assert list(tensor_batches({}, 4, 1)) == []
+
+
+def test_table_share_gives_each_rank_an_equal_contiguous_share():
+    import pyarrow as pa
+
+    from tasks.train import table_share
+
+    table = pa.table({"x0": [float(i) for i in range(7)], "y": list(range(7)), "__row__": list(range(100, 107))})
+    whole = table_share(table, 1, "classification")
+    assert whole["row"].tolist() == list(range(100, 107)) and whole["x"].shape == (7, 1)
+    shares = [table_share(table, 1, "classification", rank, 2) for rank in (0, 1)]
+    assert [s["row"].tolist() for s in shares] == [[100, 101, 102], [103, 104, 105]]  # 7 // 2 each, as DDP needs
+    assert torch.equal(shares[1]["x"][:, 0], shares[1]["y"].float())
+    assert table_share(table.slice(0, 0), 1, "classification") == {}
