@@ -21,7 +21,7 @@ from tasks import tracking  # noqa: E402
 from tasks.data import Prepared  # noqa: E402
 from tasks.data.sources import hide_source  # noqa: E402
 from tasks.errors import UserError  # noqa: E402
-from tasks.evaluate.baselines import score_baselines, verdict  # noqa: E402
+from tasks.evaluate.table import verdict  # noqa: E402
 from tasks.progress import Follower, format_row  # noqa: E402
 from tasks.runs import new_run, new_run_id, register  # noqa: E402
 from tasks.runs.repro import attach_repro, current_record  # noqa: E402
@@ -43,6 +43,16 @@ def train_task(spec: Spec, prepared: Prepared, stage: str, home: str, run_id: st
                             Tracking(w.project, wandb_mode, f"{spec.name}-{run_id}", spec.name, w.entity,
                                      config_extra={"repro": repro}),
                             progress_path=str(progress), baselines=baselines)
+
+
+@task(name="baselines")
+def baselines_task(spec: Spec, prepared: Prepared) -> dict:
+    """The baselines' test metrics (≤ BASELINE_ROWS rows), scored on Dask like the preprocessing: a cluster's
+    worker keeps scikit-learn imported, and the command that waits for them never imports it (~1.2 s of a run's
+    start-up with `cluster up`)."""
+    from tasks.evaluate.baselines import score_baselines
+
+    return score_baselines(prepared, prepared.preprocessor, spec)
 
 
 @task(name="register")
@@ -67,7 +77,7 @@ def pipeline(spec: dict, run_id: str | None = None) -> dict:
     timings["preprocess_s"] = prepared.seconds
     timings["preprocess_wait_s"] = time.perf_counter() - t0 - timings["ray_start_s"]
     t1 = time.perf_counter()
-    baselines = score_baselines(prepared, prepared.preprocessor, spec_obj)  # on this side: ≤ BASELINE_ROWS rows
+    baselines = baselines_task.submit(spec_obj, prepared).result()
     timings["baselines_s"] = time.perf_counter() - t1
     with new_run(home, spec_obj.name, run_id) as stage:
         trained = train_task(spec_obj, prepared, str(stage), str(home), run_id, wandb_mode, baselines)
