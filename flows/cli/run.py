@@ -114,7 +114,12 @@ def run_spec(spec_obj, spec_path: Path, t0: float | None = None, rerun_of: str |
     probe_services()
     clean_leftovers()
     print(f"conductor run {spec_obj.name}: model {spec_obj.model.name} on {spec_obj.data.source}", file=sys.stderr)
-    early = start_engines(preload=("flows.pipeline", "tasks.train.ray_train"))
+    from cluster.settings import load_settings
+
+    # the baselines are scored on Dask: in this process when Dask is the command's own (import scikit-learn while
+    # ray.init runs), in a cluster's worker otherwise
+    embedded_dask = () if load_settings().dask_address else ("tasks.evaluate.baselines",)
+    early = start_engines(preload=("flows.pipeline", "tasks.train.ray_train", *embedded_dask))
     with repro_record(spec_path, spec_obj, t0, rerun_of) as run_id:  # after the engines set off: it imports torch
         from flows.pipeline import run_pipeline
 
