@@ -19,7 +19,7 @@ logging.getLogger("distributed").setLevel(logging.ERROR)  # Prefect's logging co
 from tasks.data import Prepared  # noqa: E402
 from tasks.data.locate import QuietParseFailures  # noqa: E402
 from tasks.errors import USER_ERRORS  # noqa: E402
-from tasks.spec import Data  # noqa: E402
+from tasks.spec import Data, Spec  # noqa: E402
 
 # a bad CSV line fails inside a Dask task: the preprocess task says where in one line, the worker need not
 if not any(isinstance(f, QuietParseFailures) for f in logging.getLogger("distributed.worker").filters):
@@ -97,6 +97,16 @@ def preprocess_task(data: dict, home: str) -> Prepared:
 
     with get_dask_client():  # a long preprocessing says how far it is (and, in this process, into the flow's log)
         return preprocess(Data.model_validate(data), Path(home), log=lambda *_: None, progress=say)
+
+
+@task(name="baselines")
+def baselines_task(spec: Spec, prepared: Prepared) -> dict:
+    """The baselines' test metrics (≤ BASELINE_ROWS rows), scored on Dask like the preprocessing: a cluster's
+    worker keeps scikit-learn imported, and the command that waits for them never imports it (~1.2 s of a run's
+    start-up with `cluster up`); a sweep's are ready when its best trial registers."""
+    from tasks.evaluate.baselines import score_baselines
+
+    return score_baselines(prepared, prepared.preprocessor, spec)
 
 
 def publish_summary(summary: dict) -> None:

@@ -16,7 +16,7 @@ from prefect_dask import DaskTaskRunner  # noqa: E402
 
 from cluster.settings import load_settings  # noqa: E402
 from flows.beats import heartbeats  # noqa: E402
-from flows.common import logged, preprocess_task, publish_summary  # noqa: E402
+from flows.common import baselines_task, logged, preprocess_task, publish_summary  # noqa: E402
 from tasks import tracking  # noqa: E402
 from tasks.data import Prepared  # noqa: E402
 from tasks.data.sources import hide_source  # noqa: E402
@@ -43,16 +43,6 @@ def train_task(spec: Spec, prepared: Prepared, stage: str, home: str, run_id: st
                             Tracking(w.project, wandb_mode, f"{spec.name}-{run_id}", spec.name, w.entity,
                                      config_extra={"repro": repro}),
                             progress_path=str(progress), baselines=baselines)
-
-
-@task(name="baselines")
-def baselines_task(spec: Spec, prepared: Prepared) -> dict:
-    """The baselines' test metrics (≤ BASELINE_ROWS rows), scored on Dask like the preprocessing: a cluster's
-    worker keeps scikit-learn imported, and the command that waits for them never imports it (~1.2 s of a run's
-    start-up with `cluster up`)."""
-    from tasks.evaluate.baselines import score_baselines
-
-    return score_baselines(prepared, prepared.preprocessor, spec)
 
 
 @task(name="register")

@@ -14,7 +14,7 @@ from prefect_dask import DaskTaskRunner  # noqa: E402
 
 from cluster.settings import load_settings, redact_url  # noqa: E402
 from flows.beats import heartbeats  # noqa: E402
-from flows.common import logged, preprocess_task, publish_summary  # noqa: E402
+from flows.common import baselines_task, logged, preprocess_task, publish_summary  # noqa: E402
 from tasks import tracking  # noqa: E402
 from tasks.data import Prepared  # noqa: E402
 from tasks.data.sources import hide_source  # noqa: E402
@@ -42,8 +42,9 @@ def optimize_task(spec: Spec, prepared: Prepared, study: str, storage_url: str, 
 
 @task(name="register-best")
 def register_best_task(spec: Spec, prepared: Prepared, study: str, storage_url: str, wandb_mode: str,
-                       run_id: str | None = None) -> dict:
-    """Evaluate the best trial's weights on the test split and register them as a run directory."""
+                       run_id: str | None = None, baselines: dict | None = None) -> dict:
+    """Evaluate the best trial's weights on the test split and register them as a run directory; `baselines`:
+    their test metrics, scored on Dask meanwhile (baselines_task)."""
     from tasks.sweep.pool import kept
 
     home = load_settings().home
@@ -51,12 +52,13 @@ def register_best_task(spec: Spec, prepared: Prepared, study: str, storage_url: 
         import ray
 
         try:
-            return pool.register_best(spec, prepared, study, storage_url, str(home), wandb_mode, run_id)
+            return pool.register_best(spec, prepared, study, storage_url, str(home), wandb_mode, run_id,
+                                      baselines=baselines)
         except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError):
             pass  # the worker died: the driver registers it
     from tasks.sweep.best import register_best
 
-    return register_best(spec, prepared, study, storage_url, home, wandb_mode, run_id)
+    return register_best(spec, prepared, study, storage_url, home, wandb_mode, run_id, baselines=baselines)
 
 
 @flow(name="conductor-sweep", persist_result=False, log_prints=False,
@@ -80,6 +82,7 @@ def sweep_flow(spec: dict, study: str | None = None, trials: int | None = None, 
     timings = ensure_ray(settings)  # Ray starts while Dask preprocesses
     prepared = future.result()
     timings["preprocess_s"] = prepared.seconds
+    baselines = baselines_task.submit(spec_obj, prepared)  # scored on Dask while the trials run
     parallel, note = fit_parallel(parallel or spec_obj.sweep.parallel, ray_resources()[0])
     if note:
         say(f"note: {note}")
@@ -92,7 +95,8 @@ def sweep_flow(spec: dict, study: str | None = None, trials: int | None = None, 
                    "trials": {k: c[k] for k in ("complete", "pruned", "failed")}}
         if c["complete"]:
             t1 = time.perf_counter()
-            summary.update(register_best_task(spec_obj, prepared, study_name, storage_url, wandb_mode, run_id))
+            summary.update(register_best_task(spec_obj, prepared, study_name, storage_url, wandb_mode, run_id,
+                                              baselines.result()))
             timings["register_s"] = time.perf_counter() - t1
     finally:
         closed = close_kept()  # the warm workers give their CPUs back, whatever happened

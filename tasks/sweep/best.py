@@ -24,11 +24,12 @@ from .storage import counts, make_storage
 
 
 def register_best(spec: Spec, prepared: Prepared, study_name: str, storage_url: str, home: Path,
-                  wandb_mode: str, run_id: str | None = None, drawn: tuple | None = None) -> dict:
+                  wandb_mode: str, run_id: str | None = None, drawn: tuple | None = None,
+                  baselines: dict | None = None) -> dict:
     """Evaluate the best trial's weights on the test split and register them as a run directory (named
     `run_id` when the CLI chose it, with the repro record it left for that id). `drawn`: (folder, Ray ref)
     of Optuna's plots being drawn by another warm worker; they move into the run directory (drawn here when
-    that worker failed)."""
+    that worker failed). `baselines`: their test metrics when scored already (on Dask, during the trials)."""
     import torch
 
     from models import build_model
@@ -57,7 +58,9 @@ def register_best(spec: Spec, prepared: Prepared, study_name: str, storage_url: 
         torch.save(model.state_dict(), stage / "model.pt")
         plots = _plots(study, stage / "sweep", drawn)
         (stage / "sweep.json").write_text(json.dumps(info, indent=2))
-        extra = {f"best/{spec.sweep.metric}": best.value, **score_baselines(prepared, prep, spec)}
+        if baselines is None:
+            baselines = score_baselines(prepared, prep, spec)
+        extra = {f"best/{spec.sweep.metric}": best.value, **baselines}
         metrics = register(stage, spec_t, prep, progress, result["metrics"], extra_metrics=extra,
                            extra_html={"sweep": plots["html"]})
         repro = attach_repro(stage, home, run_dir.name, spec_t, prep)

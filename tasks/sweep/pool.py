@@ -87,7 +87,7 @@ class WarmPool:
         self.actors = [fresh if a is actor else a for a in self.actors]
         return fresh
 
-    def register_best(self, *args, timeout: float = 600):
+    def register_best(self, *args, baselines: dict | None = None, timeout: float = 600):
         """tasks.sweep.best.register_best on one of the warm workers: torch, the model code and W&B are loaded
         there, while this driver never imports torch (~3-4 s of a sweep's start-up and end on 2 cores)."""
         import ray
@@ -95,7 +95,7 @@ class WarmPool:
         from .plots import draw_on
 
         drawn = draw_on(self.actors[1], args[0].name, *args[2:5]) if len(self.actors) > 1 else None
-        return ray.get(self.actors[0].register_best.remote(*args, drawn), timeout=timeout)
+        return ray.get(self.actors[0].register_best.remote(*args, drawn, baselines), timeout=timeout)
 
     def close(self) -> list[str]:
         """Wait for the W&B runs being written, then give the CPUs back (and kept workers to the next sweep)."""

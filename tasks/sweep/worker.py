@@ -164,12 +164,12 @@ class TrialWorker:
         return tracker
 
     def register_best(self, spec, prepared, study: str, storage_url: str, home: str, wandb_mode: str,
-                      run_id: str | None, drawn: tuple | None = None) -> dict:
+                      run_id: str | None, drawn: tuple | None = None, baselines: dict | None = None) -> dict:
         """The best trial's weights scored on test and registered as a run directory, here (see WarmPool);
         `drawn`: (folder, ref) of the study's plots another worker draws meanwhile (study_plots)."""
         from .best import register_best
 
-        return register_best(spec, prepared, study, storage_url, Path(home), wandb_mode, run_id, drawn)
+        return register_best(spec, prepared, study, storage_url, Path(home), wandb_mode, run_id, drawn, baselines)
 
     def study_plots(self, study: str, storage_url: str, out_dir: str) -> dict:
         """Optuna's plots of the study into out_dir, drawn here while another worker scores the best trial."""

@@ -92,6 +92,9 @@ def test_kill_9_then_resume_finishes_exactly(tmp_path):
     assert retried[0].params == killed[0].params  # the interrupted trial ran again with the same params
     assert summary["trials"]["failed"] == 1
     assert Path(summary["run_dir"]).is_dir()
+    registered = json.loads((Path(summary["run_dir"]) / "metrics.json").read_text())
+    assert registered == summary["metrics"]  # the baselines, scored on Dask during the trials, beside the model's
+    assert 0.0 < registered["baseline/majority/accuracy"] < registered["baseline/logistic/accuracy"] <= 1.0
 
 
 def free_port() -> int:
