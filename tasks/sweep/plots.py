@@ -19,11 +19,20 @@ PLOTS = {
 }
 
 
-def draw_on(worker, name: str, study: str, storage_url: str, home: str) -> tuple:
-    """(folder, Ray ref): Optuna's plots (~0.7 s) drawn by another warm worker into a staged folder while the
-    registering one scores the best trial on test (tasks/sweep/best.py moves the folder into the run)."""
+def draw_on(workers: list, name: str, study: str, storage_url: str, home: str) -> tuple:
+    """(the worker that registers, (folder, Ray ref) or None): Optuna's plots (~0.7 s) drawn by another warm
+    worker into a staged folder while the registering one scores the best trial on test (tasks/sweep/best.py
+    moves the folder into the run). A worker kept from an earlier sweep draws again if it drew there: Optuna's
+    importance plot loads scikit-learn and the plots matplotlib (~1.3 s the first time in a process), the
+    registration torch's evaluation modules; with the roles swapped, the next sweep paid both again."""
+    import ray
+
+    if len(workers) < 2:
+        return workers[0], None
+    drew = ray.get([w.has_drawn.remote() for w in workers[:2]], timeout=60)
+    registrar, drawer = (workers[1], workers[0]) if drew[0] and not drew[1] else workers[:2]
     folder = Path(home) / name / f"{PREFIX}plots-{os.getpid()}-{secrets.token_hex(4)}"
-    return str(folder), worker.study_plots.remote(study, storage_url, str(folder))
+    return registrar, (str(folder), drawer.study_plots.remote(study, storage_url, str(folder)))
 
 
 def study_plots(study: optuna.Study, out_dir: Path, as_name: str | None = None) -> dict:

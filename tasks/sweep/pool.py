@@ -94,8 +94,8 @@ class WarmPool:
 
         from .plots import draw_on
 
-        drawn = draw_on(self.actors[1], args[0].name, *args[2:5]) if len(self.actors) > 1 else None
-        return ray.get(self.actors[0].register_best.remote(*args, drawn, baselines), timeout=timeout)
+        registrar, drawn = draw_on(self.actors, args[0].name, *args[2:5])
+        return ray.get(registrar.register_best.remote(*args, drawn, baselines), timeout=timeout)
 
     def close(self) -> list[str]:
         """Wait for the W&B runs being written, then give the CPUs back (and kept workers to the next sweep)."""

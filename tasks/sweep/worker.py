@@ -77,6 +77,7 @@ class TrialWorker:
         self.studies: dict[tuple, optuna.Study] = {}
         self.trackers: list[TrialTracker] = []
         self.owner, self.lock = owner, threading.Lock()  # the sweep (Ray job) it works for: tasks/sweep/warm.py
+        self.drawn = False  # whether it drew a study's plots (WarmPool.register_best gives it that role again)
 
     @ray.method(concurrency_group="control")  # answered while a trial runs
     def claim(self, job: str) -> bool:
@@ -176,7 +177,12 @@ class TrialWorker:
         from .plots import study_plots
 
         loaded = optuna.load_study(study_name=study, storage=make_storage(storage_url, heartbeat=False))
+        self.drawn = True
         return study_plots(loaded, Path(out_dir), as_name="sweep")
+
+    @ray.method(concurrency_group="control")
+    def has_drawn(self) -> bool:
+        return self.drawn
 
     def drain(self, timeout: float = 60.0) -> list[str]:
         """Wait for the W&B runs still being written; returns their errors (call before killing the actor)."""

@@ -217,3 +217,31 @@ def test_the_study_plots_drawn_by_another_worker_move_into_the_run(engines, home
         assert not folder.exists()
         assert (run / "sweep" / "optimization_history.png").is_file() and "sweep/optimization_history.html" in plots["html"]
         assert plots["png"][0].startswith("sweep/")
+
+
+def test_the_worker_that_drew_a_sweeps_plots_draws_the_next_ones(engines, home):
+    """Kept workers keep their roles from sweep to sweep: the one that drew the plots (scikit-learn and matplotlib
+    loaded) draws again, the other registers; a fresh pair takes them in order; a lone worker registers alone."""
+    import ray
+
+    from tasks.sweep.plots import draw_on
+
+    @ray.remote(num_cpus=0)
+    class Worker:
+        def __init__(self, drew: bool):
+            self.drew = drew
+
+        def has_drawn(self) -> bool:
+            return self.drew
+
+        def study_plots(self, study: str, url: str, folder: str) -> dict:
+            return {"drawn by the one that drew before": self.drew}
+
+    fresh, drew, other = Worker.remote(False), Worker.remote(True), Worker.remote(False)
+    for pair in ([drew, fresh], [fresh, drew]):
+        registrar, (folder, ref) = draw_on(pair, "x", "s", "sqlite://", str(home))
+        assert registrar is fresh and ray.get(ref) == {"drawn by the one that drew before": True}
+        assert Path(folder).parent == home / "x" and Path(folder).name.startswith(".tmp-plots-")
+    registrar, (_, ref) = draw_on([fresh, other], "x", "s", "sqlite://", str(home))
+    assert registrar is fresh and ray.get(ref) == {"drawn by the one that drew before": False}
+    assert draw_on([fresh], "x", "s", "sqlite://", str(home)) == (fresh, None)
