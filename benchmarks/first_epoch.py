@@ -11,6 +11,7 @@ cluster, starts its Dask worker's imports). Prints the ratios and where (c)'s ti
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -46,6 +47,20 @@ fit(LossModule(model), model, lambda e: tensor_batches(train, spec.train.batch_s
     lambda: tensor_batches(val, 8192), spec.train, p)
 print(time.perf_counter() - t0)
 """
+
+
+@contextlib.contextmanager
+def cluster_up(home: Path):
+    """`conductor cluster up` under CONDUCTOR_HOME=home for the block, `cluster down` after it, whatever happened."""
+    env = {**os.environ, "CONDUCTOR_HOME": str(home)}
+    up = subprocess.run([sys.executable, "-m", "flows", "cluster", "up"], cwd=ROOT, env=env, capture_output=True,
+                        text=True)
+    try:
+        if up.returncode:
+            raise SystemExit(f"cluster up failed:\n{up.stderr[-3000:]}")
+        yield
+    finally:
+        subprocess.run([sys.executable, "-m", "flows", "cluster", "down"], cwd=ROOT, env=env, capture_output=True)
 
 
 def first_epoch(home: Path) -> dict:
@@ -91,16 +106,8 @@ def main() -> None:
         cold = series(home, args.repeat)
         warm = []
         if not args.no_cluster:
-            env = {**os.environ, "CONDUCTOR_HOME": str(home)}
-            up = subprocess.run([sys.executable, "-m", "flows", "cluster", "up"], cwd=ROOT, env=env,
-                                capture_output=True, text=True)
-            try:
-                if up.returncode:
-                    raise SystemExit(f"cluster up failed:\n{up.stderr[-3000:]}")
+            with cluster_up(home):
                 warm = series(home, args.repeat)
-            finally:
-                subprocess.run([sys.executable, "-m", "flows", "cluster", "down"], cwd=ROOT, env=env,
-                               capture_output=True)
     report(plain, inner, (f_wall, f_init, f_actor), cold, warm)
 
 

@@ -186,17 +186,12 @@ def main() -> None:
                "b": run_peer("b", str(prepared.dir), args.trials, args.epochs, Path(tmp)),
                "c cold": conductor(home, args.trials, args.epochs, "cold")}
         if not args.no_warm:
-            env = {**os.environ, "CONDUCTOR_HOME": str(home)}
-            up = subprocess.run([sys.executable, "-m", "flows", "cluster", "up"], cwd=ROOT, env=env,
-                                capture_output=True, text=True)
-            try:
-                if up.returncode:
-                    raise SystemExit(f"cluster up failed:\n{up.stderr[-3000:]}")
+            from first_epoch import cluster_up
+
+            with cluster_up(home):
                 # the first sweep on the cluster starts its warm workers (tasks/sweep/warm.py); the next finds them
                 res["c 1st on cluster"] = conductor(home, args.trials, args.epochs, "warm-first")
                 res["c warm"] = conductor(home, args.trials, args.epochs, "warm")
-            finally:
-                subprocess.run([sys.executable, "-m", "flows", "cluster", "down"], cwd=ROOT, env=env, capture_output=True)
     print(f"\nsweep_peers: digits CNN, {args.trials} trials x <= {args.epochs} epochs, random sampler, "
           "successive halving, 2 at a time\n")
     for name, r in res.items():
