@@ -35,12 +35,11 @@ import torch
 from models import build_model
 from tasks.data import Prepared
 from tasks.spec_file import load_spec
-from tasks.train import LossModule, fit, whole_split
+from tasks.train import LossModule, fit, tensor_batches, whole_split
 spec = load_spec({spec!r}, {{"train.epochs": 1, "train.workers": 1}})
 prep = Prepared.load({prepared!r})
 p = prep.preprocessor
 train, val = (whole_split(prep.path(s), p.n_inputs, p.task) for s in ("train", "val"))
-from tasks.train import tensor_batches
 torch.manual_seed(spec.train.seed)
 model = build_model(spec.model.name, p.input_shape, p.output_dim, p.task, spec.model.params)
 fit(LossModule(model), model, lambda e: tensor_batches(train, spec.train.batch_size, e),

@@ -118,7 +118,7 @@ def run_spec(spec_obj, spec_path: Path, t0: float | None = None, rerun_of: str |
 
     # the baselines are scored on Dask: in this process when Dask is the command's own (import scikit-learn while
     # ray.init runs), in a cluster's worker otherwise
-    embedded_dask = () if load_settings().dask_address else ("tasks.evaluate.baselines", "sklearn.linear_model")
+    embedded_dask = () if load_settings().dask_address else ("sklearn.linear_model",)
     early = start_engines(preload=("flows.pipeline", "tasks.train.ray_train", *embedded_dask))
     with repro_record(spec_path, spec_obj, t0, rerun_of) as run_id:  # after the engines set off: it imports torch
         from flows.pipeline import run_pipeline

@@ -12,8 +12,8 @@ def classification(y_true: np.ndarray, proba: np.ndarray) -> dict:
     sklearn's zero_division=0), balanced accuracy (mean recall over the labels present in y_true)."""
     y_true = np.asarray(y_true, "int64").reshape(-1)
     pred = np.asarray(proba).argmax(-1).reshape(-1)
-    if not len(y_true):
-        return {"accuracy": 0.0, "f1_macro": 0.0, "balanced_accuracy": 0.0}
+    if not len(y_true):  # nothing to score (as scikit-learn's nan)
+        return {"accuracy": float("nan"), "f1_macro": float("nan"), "balanced_accuracy": float("nan")}
     labels, both = np.unique(np.concatenate([y_true, pred]), return_inverse=True)
     k = len(labels)
     counts = confusion_counts(both[:len(y_true)], both[len(y_true):], k).astype("float64")

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..data import Preprocessor
+from . import metrics as M
 
 BATCH = 1024
 
@@ -81,10 +82,7 @@ def model_outputs(model: nn.Module, x: np.ndarray, device="cpu") -> np.ndarray:
 
 
 def score(task: str, pred: dict, prep: Preprocessor) -> dict:
-    """Task metrics of one split's predictions, in the target's own units. scikit-learn's metrics load on the
-    first call: a command that imports the loop (the driver of a Ray Train run) never needs them (~1 s)."""
-    from . import metrics as M
-
+    """Task metrics of one split's predictions, in the target's own units."""
     logs = dict(pred["logs"])
     if pred["n"] == 0:
         return logs

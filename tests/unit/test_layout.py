@@ -115,7 +115,7 @@ def test_no_circles_between_files():
     # a sweep's driver: torch and scikit-learn load in the warm workers only (tasks/lazy.py), ~3-5 s of start-up
     ("flows.sweep, flows.cli.run, tasks.sweep.pool, tasks.sweep.optimize", {"torch", "sklearn", "matplotlib", "wandb"}),
     ("flows.engines, tasks.runs.repro, tasks.train.plan, tasks.train.job", {"torch", "sklearn", "matplotlib"}),
-    # a run's driver: the baselines are scored on Dask, the metrics load where epochs are scored (~1.2 s)
+    # a run's driver: the baselines are scored on Dask and the metrics are numpy (~1.2 s of scikit-learn)
     ("flows.pipeline, tasks.train.ray_train, tasks.runs", {"sklearn", "matplotlib"}),
 ])
 def test_import_stays_light(module, heavy):
