@@ -62,7 +62,9 @@ def claim_workers(cls, size: int, home: str, wandb: dict) -> list:
     for name in sorted(named):
         try:
             actor = ray.get_actor(name, namespace=NAMESPACE)
-            free = ray.get(actor.claim.remote(me), timeout=CLAIM_TIMEOUT_S)
+            # by keyword: the handle of a worker of older code (other methods than this code's TrialWorker)
+            # takes no positional argument ("too many positional arguments" ended every sweep after an upgrade)
+            free = ray.get(actor.claim.remote(job=me), timeout=CLAIM_TIMEOUT_S)
         except (ValueError, ray.exceptions.RayError):  # gone meanwhile, or busy past the timeout
             continue
         if not free:
@@ -71,7 +73,7 @@ def claim_workers(cls, size: int, home: str, wandb: dict) -> list:
             if not name.startswith(prefix):
                 ray.kill(actor, no_restart=True)
             else:
-                actor.release.remote(me)
+                actor.release.remote(job=me)
             continue
         got.append(actor)
     nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU", 0) > 0)
@@ -107,7 +109,7 @@ def release(actors: list, group) -> None:
     me = owner()
     for actor in actors:
         try:
-            ray.get(actor.release.remote(me), timeout=CLAIM_TIMEOUT_S)
+            ray.get(actor.release.remote(job=me), timeout=CLAIM_TIMEOUT_S)
         except ray.exceptions.RayError:
             pass
     if group is not None:
