@@ -22,15 +22,17 @@ PLOTS = {
 def draw_on(workers: list, name: str, study: str, storage_url: str, home: str) -> tuple:
     """(the worker that registers, (folder, Ray ref) or None): Optuna's plots (~0.7 s) drawn by another warm
     worker into a staged folder while the registering one scores the best trial on test (tasks/sweep/best.py
-    moves the folder into the run). A worker kept from an earlier sweep draws again if it drew there: Optuna's
-    importance plot loads scikit-learn and the plots matplotlib (~1.3 s the first time in a process), the
-    registration torch's evaluation modules; with the roles swapped, the next sweep paid both again."""
+    moves the folder into the run). Each role costs imports the first time in a process: drawing scikit-learn
+    (Optuna's importance plot), plotly and matplotlib, ~1.3 s; registering torch's evaluation modules and
+    matplotlib, ~0.5 s. The roles go where those are loaded already (`TrialWorker.roles`: a worker kept from an
+    earlier sweep, or the one that warmed up while the last trial ran), drawing first; a fresh pair in order."""
     import ray
 
     if len(workers) < 2:
         return workers[0], None
-    drew = ray.get([w.has_drawn.remote() for w in workers[:2]], timeout=60)
-    registrar, drawer = (workers[1], workers[0]) if drew[0] and not drew[1] else workers[:2]
+    a, b = ray.get([w.roles.remote() for w in workers[:2]], timeout=60)
+    score = lambda drawer, registrar: 2 * drawer[0] + registrar[1]  # noqa: E731 - drawing costs the most
+    registrar, drawer = (workers[1], workers[0]) if score(a, b) > score(b, a) else workers[:2]
     folder = Path(home) / name / f"{PREFIX}plots-{os.getpid()}-{secrets.token_hex(4)}"
     return registrar, (str(folder), drawer.study_plots.remote(study, storage_url, str(folder)))
 

@@ -12,7 +12,6 @@ import sys
 import threading
 import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
@@ -21,6 +20,7 @@ from ..progress import say
 from ..spec import Spec
 from . import warm
 from .job import TrialJob
+from .live import Live
 from .objective import SweepContext
 from .space import suggest, trial_spec
 from .storage import DONE, HEARTBEAT_S, Heartbeats, counts, fail_stale
@@ -175,32 +175,6 @@ def warm_pool(ctx: SweepContext, cpus: float) -> WarmPool:
     return WarmPool(ctx.spec, ctx.study, ctx.parallel, cpus, ctx.home, ctx.wandb_mode).prepare(ctx)
 
 
-@dataclass
-class Live:
-    """The sweep's progress line: trials done of N, best so far, elapsed, and an estimate of what is left."""
-
-    n_trials: int
-    direction: str
-    t0: float = field(default_factory=time.monotonic)
-    best: float | None = None
-    done: int = 0
-    shown: float = 0.0
-
-    def finished(self, value: float | None) -> None:
-        self.done += 1
-        if value is not None and (self.best is None or (value > self.best) == (self.direction == "maximize")):
-            self.best = value
-
-    def line(self, c: dict) -> str:
-        self.shown = time.monotonic()
-        elapsed = self.shown - self.t0
-        left = self.n_trials - c["complete"] - c["pruned"]
-        eta = f"~{elapsed / self.done * left:.0f}s left" if self.done else "estimating"
-        best = f"{self.best:.4f}" if self.best is not None else "-"
-        return (f"trials {c['complete'] + c['pruned']}/{self.n_trials}: {c['complete']} complete, {c['pruned']} "
-                f"pruned, {c['failed']} failed, {c['running']} running · best {best} · {elapsed:.0f}s, {eta}")
-
-
 def run_warm(ctx: SweepContext, study: optuna.Study, n_trials: int, stop: threading.Event, pool: WarmPool) -> None:
     """Ask, run on an idle warm worker, tell — until exactly n_trials are COMPLETE or PRUNED, or `stop`."""
     with warnings.catch_warnings():  # "heartbeats are meant for study.optimize": here the driver records them
@@ -213,6 +187,7 @@ def _ask_run_tell(ctx: SweepContext, study: optuna.Study, n_trials: int, stop: t
 
     sweep, raw = ctx.spec.sweep, ctx.spec.model_dump(mode="json")
     live, idle, inflight, in_a_row = Live(n_trials, sweep.direction), list(pool.actors), {}, []
+    warmed = None  # the first worker idle at the end loads what registering the best trial imports
     if counts(study)["complete"]:
         live.best = study.best_value  # a resumed study: the best so far includes earlier trials
     with Heartbeats(study._storage) as beats:
@@ -232,6 +207,8 @@ def _ask_run_tell(ctx: SweepContext, study: optuna.Study, n_trials: int, stop: t
                 ref = actor.run_trial.remote(job, ctx.storage_url, ctx.study, sweep.model_dump(mode="json"))
                 inflight[ref] = (actor, trial, params)
                 need -= 1
+            if need <= 0 and idle and inflight and not warmed:  # the sweep's tail: a core is free
+                warmed = idle[0].warm_up.remote()
             if not inflight:
                 if not others or stop.is_set():
                     return

@@ -77,7 +77,8 @@ class TrialWorker:
         self.studies: dict[tuple, optuna.Study] = {}
         self.trackers: list[TrialTracker] = []
         self.owner, self.lock = owner, threading.Lock()  # the sweep (Ray job) it works for: tasks/sweep/warm.py
-        self.drawn = False  # whether it drew a study's plots (WarmPool.register_best gives it that role again)
+        # what it has loaded: for drawing a study's plots, for registering a best trial (plots.draw_on gives roles)
+        self.drew = self.registered = False
 
     @ray.method(concurrency_group="control")  # answered while a trial runs
     def claim(self, job: str) -> bool:
@@ -170,6 +171,7 @@ class TrialWorker:
         `drawn`: (folder, ref) of the study's plots another worker draws meanwhile (study_plots)."""
         from .best import register_best
 
+        self.registered = True
         return register_best(spec, prepared, study, storage_url, Path(home), wandb_mode, run_id, drawn, baselines)
 
     def study_plots(self, study: str, storage_url: str, out_dir: str) -> dict:
@@ -177,12 +179,32 @@ class TrialWorker:
         from .plots import study_plots
 
         loaded = optuna.load_study(study_name=study, storage=make_storage(storage_url, heartbeat=False))
-        self.drawn = True
+        self.drew = True
         return study_plots(loaded, Path(out_dir), as_name="sweep")
 
+    def warm_up(self) -> None:
+        """Called on the first worker left idle at a sweep's end, while another runs the last trial: it imports
+        what drawing the study's plots and registering the best trial load the first time in a process
+        (scikit-learn for Optuna's importance plot ~1 s, matplotlib and plotly ~0.3 s) on the core that is free
+        now, not after the trials. It is then the one to draw (plots.draw_on), which costs most of them: from the
+        start, as a drawing asked for meanwhile waits for this call to end."""
+        self.drew = self.registered = True
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot  # noqa: F401
+        import optuna.importance  # noqa: F401 - loads scikit-learn's forests (fANOVA)
+        import optuna.visualization.matplotlib  # noqa: F401
+        import plotly.graph_objects  # noqa: F401
+
+        from ..evaluate import evaluate  # noqa: F401 - the registration's own plots and metrics
+        from . import best  # noqa: F401
+
     @ray.method(concurrency_group="control")
-    def has_drawn(self) -> bool:
-        return self.drawn
+    def roles(self) -> tuple[bool, bool]:
+        """Whether it has loaded what (drawing a study's plots, registering a best trial) import: it did them, or
+        warm_up loaded them."""
+        return self.drew, self.registered
 
     def drain(self, timeout: float = 60.0) -> list[str]:
         """Wait for the W&B runs still being written; returns their errors (call before killing the actor)."""

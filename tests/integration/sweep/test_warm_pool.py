@@ -177,6 +177,9 @@ def test_kept_workers_serve_the_next_sweep_and_hold_no_cpu_between(engines, home
         assert pids[1] <= pids[0]  # the second sweep ran on the first one's workers
         names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == warm.NAMESPACE]
         assert len(names) == 2 and all(n.startswith(f"trial-{warm.code_version()}-") for n in names)
+        # the first worker idle at a sweep's end warmed up for registering while the other ran the last trial
+        roles = [ray.get(ray.get_actor(n, namespace=warm.NAMESPACE).roles.remote()) for n in names]
+        assert (True, True) in [tuple(r) for r in roles], roles
         worker = ray.get_actor(names[0], namespace=warm.NAMESPACE)
         me = warm.owner()
         assert ray.get(worker.claim.remote(me))  # free after its sweep: claimed by this (live) job now
@@ -219,29 +222,41 @@ def test_the_study_plots_drawn_by_another_worker_move_into_the_run(engines, home
         assert plots["png"][0].startswith("sweep/")
 
 
-def test_the_worker_that_drew_a_sweeps_plots_draws_the_next_ones(engines, home):
-    """Kept workers keep their roles from sweep to sweep: the one that drew the plots (scikit-learn and matplotlib
-    loaded) draws again, the other registers; a fresh pair takes them in order; a lone worker registers alone."""
+def test_roles_go_to_the_workers_that_loaded_what_they_import(engines, home):
+    """Kept or warmed-up workers keep their roles: the one that drew the plots (scikit-learn and matplotlib
+    loaded) draws again, the one that registered registers; one that warmed up for both draws; a fresh pair
+    takes them in order; a lone worker registers alone."""
     import ray
 
     from tasks.sweep.plots import draw_on
 
     @ray.remote(num_cpus=0)
     class Worker:
-        def __init__(self, drew: bool):
-            self.drew = drew
+        def __init__(self, drew: bool, registered: bool):
+            self.loaded = (drew, registered)
 
-        def has_drawn(self) -> bool:
-            return self.drew
+        def roles(self) -> tuple[bool, bool]:
+            return self.loaded
 
         def study_plots(self, study: str, url: str, folder: str) -> dict:
-            return {"drawn by the one that drew before": self.drew}
+            return {"drew before": self.loaded[0]}
 
-    fresh, drew, other = Worker.remote(False), Worker.remote(True), Worker.remote(False)
+    fresh, drew, other = Worker.remote(False, False), Worker.remote(True, False), Worker.remote(False, False)
     for pair in ([drew, fresh], [fresh, drew]):
         registrar, (folder, ref) = draw_on(pair, "x", "s", "sqlite://", str(home))
-        assert registrar is fresh and ray.get(ref) == {"drawn by the one that drew before": True}
+        assert registrar is fresh and ray.get(ref) == {"drew before": True}
         assert Path(folder).parent == home / "x" and Path(folder).name.startswith(".tmp-plots-")
     registrar, (_, ref) = draw_on([fresh, other], "x", "s", "sqlite://", str(home))
-    assert registrar is fresh and ray.get(ref) == {"drawn by the one that drew before": False}
+    assert registrar is fresh and ray.get(ref) == {"drew before": False}
+    # the registrar of the last sweep warmed up for both while the last trial ran: the drawer draws again
+    registered, both = Worker.remote(False, True), Worker.remote(True, True)
+    for pair in ([drew, both], [both, drew]):
+        registrar, (_, ref) = draw_on(pair, "x", "s", "sqlite://", str(home))
+        assert registrar is both and ray.get(ref) == {"drew before": True}
+    for pair in ([registered, both], [both, registered]):  # a cold sweep's pair after one warmed up
+        registrar, (_, ref) = draw_on(pair, "x", "s", "sqlite://", str(home))
+        assert registrar is registered
+    for pair in ([fresh, both], [both, fresh]):
+        registrar, _ = draw_on(pair, "x", "s", "sqlite://", str(home))
+        assert registrar is fresh
     assert draw_on([fresh], "x", "s", "sqlite://", str(home)) == (fresh, None)
