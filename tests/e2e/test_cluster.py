@@ -67,6 +67,30 @@ def port_free(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
+OLDER_WORKER = """
+import os, ray
+from cluster.connect import ensure_ray
+from cluster.settings import load_settings
+from tasks.sweep import warm
+from tasks.sweep.worker import TrialWorker
+
+ensure_ray(load_settings())
+TrialWorker.pid = lambda self: os.getpid()  # another version of the class, as an older conductor left it
+cls = ray.remote(num_cpus=0, max_restarts=0, concurrency_groups={"control": 1})(TrialWorker)
+actor = cls.options(name="trial-000000000000-old", namespace=warm.NAMESPACE, lifetime="detached").remote(
+    "/tmp", {"mode": "disabled"})
+print(ray.get(actor.pid.remote()))
+"""
+
+
+def start_older_worker(env: dict) -> int:
+    """A warm worker of older code on the cluster, as conductor's previous version left it; returns its pid."""
+    proc = subprocess.run([sys.executable, "-c", OLDER_WORKER], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return int(proc.stdout.strip().splitlines()[-1])
+
+
 def last_json(proc) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -461,6 +485,7 @@ def test_cluster_up_submit_sweep_down(tmp_path, postgres_db):
         assert direct.returncode == 0 and "InvalidAuthToken" not in direct.stderr, direct.stderr[-3000:]
         assert last_json(direct)["metrics"]["test/accuracy"] > 0.5
         check_beats(home, profile, last_json(direct)["flow_run_id"])
+        old = start_older_worker(env)  # left by conductor's previous code: stopped, not reused
         direct = run_cli("sweep", spec, "--study", f"{name}-direct", "--trials", "2", "--json", env=env, timeout=600)
         assert direct.returncode == 0 and "InvalidAuthToken" not in direct.stderr, direct.stderr[-3000:]
         t = last_json(direct)["trials"]
@@ -472,6 +497,10 @@ def test_cluster_up_submit_sweep_down(tmp_path, postgres_db):
         assert {tr.user_attrs["worker_pid"] for tr in straight.trials} <= {tr.user_attrs["worker_pid"] for tr in study.trials}
         status = run_cli("cluster", "status", env=env, timeout=120)
         assert "warm trial workers: 2" in status.stdout, status.stdout
+        deadline = time.monotonic() + 30  # Ray stops a killed actor's process asynchronously
+        while psutil.pid_exists(old) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not psutil.pid_exists(old)
 
         bad = run_cli("submit", spec, "--set", "train.lr=-1", env=env, timeout=120)
         assert bad.returncode == 2 and bad.stderr.startswith("error: ")
