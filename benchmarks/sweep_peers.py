@@ -3,7 +3,8 @@
   (a) plain Optuna in one process: study.optimize, the model trained inside the objective
   (b) Ray Tune: Tuner + OptunaSearch + ASHA, reuse_actors, 2 trials at a time
   (c) `conductor sweep` with the spec's defaults (W&B offline on, as a user runs it), parallel 2:
-      cold (no conductor, Ray or Prefect process alive), then with `conductor cluster up` running: its first
+      cold (no conductor, Ray or Prefect process alive: the first command in a new home, which also creates
+      Prefect's database, then a second one), then with `conductor cluster up` running: its first
       sweep (which starts the warm workers the cluster keeps) and warm (the next sweep, which reuses them)
 
 Work: scikit-learn's digits, the CNN of experiments/digits-cnn.yaml (conv 32-64, hidden 128), 12 trials
@@ -184,6 +185,9 @@ def main() -> None:
         prepared = preprocess(load_spec(SPEC).data, home, log=lambda *_: None)
         res = {"a": run_peer("a", str(prepared.dir), args.trials, args.epochs, Path(tmp)),
                "b": run_peer("b", str(prepared.dir), args.trials, args.epochs, Path(tmp)),
+               # cold twice, nothing of conductor's alive before either: the first command in a new home also
+               # creates Prefect's database (its ~150 migrations); every later one finds it
+               "c cold new home": conductor(home, args.trials, args.epochs, "cold-new"),
                "c cold": conductor(home, args.trials, args.epochs, "cold")}
         if not args.no_warm:
             from first_epoch import cluster_up
@@ -195,8 +199,8 @@ def main() -> None:
     print(f"\nsweep_peers: digits CNN, {args.trials} trials x <= {args.epochs} epochs, random sampler, "
           "successive halving, 2 at a time\n")
     for name, r in res.items():
-        print(f"  ({name:<16}) wall {r['wall_s']:6.1f} s  epochs {r['epochs']:4d}  best val/accuracy {r['best_val']}")
-    for name in ("c cold", "c 1st on cluster", "c warm"):
+        print(f"  ({name:<17}) wall {r['wall_s']:6.1f} s  epochs {r['epochs']:4d}  best val/accuracy {r['best_val']}")
+    for name in ("c cold new home", "c cold", "c 1st on cluster", "c warm"):
         if name in res:
             c = res[name]
             print(f"\n  ({name}) / (a) = {c['wall_s'] / res['a']['wall_s']:.2f}x   ({name}) / (b) = "
