@@ -25,7 +25,7 @@ def draw_on(workers: list, name: str, study: str, storage_url: str, home: str) -
     moves the folder into the run). Each role costs imports the first time in a process: drawing scikit-learn
     (Optuna's importance plot), plotly and matplotlib, ~1.3 s; registering torch's evaluation modules and
     matplotlib, ~0.5 s. The roles go where those are loaded already (`TrialWorker.roles`: a worker kept from an
-    earlier sweep, or the one that warmed up while the last trial ran), drawing first; a fresh pair in order."""
+    earlier sweep; drawing also the one that warmed up while the last trial ran), drawing first; else in order."""
     import ray
 
     if len(workers) < 2:

@@ -184,11 +184,10 @@ class TrialWorker:
 
     def warm_up(self) -> None:
         """Called on the first worker left idle at a sweep's end, while another runs the last trial: it imports
-        what drawing the study's plots and registering the best trial load the first time in a process
-        (scikit-learn for Optuna's importance plot ~1 s, matplotlib and plotly ~0.3 s) on the core that is free
-        now, not after the trials. It is then the one to draw (plots.draw_on), which costs most of them: from the
-        start, as a drawing asked for meanwhile waits for this call to end."""
-        self.drew = self.registered = True
+        what drawing the study's plots loads the first time in a process (scikit-learn for Optuna's importance
+        plot ~1 s, matplotlib and plotly ~0.3 s) on the core that is free now, not after the trials, and is then
+        the one to draw (plots.draw_on): from the start, as a drawing asked for meanwhile waits for this call."""
+        self.drew = True
         import matplotlib
 
         matplotlib.use("Agg")
@@ -197,13 +196,10 @@ class TrialWorker:
         import optuna.visualization.matplotlib  # noqa: F401
         import plotly.graph_objects  # noqa: F401
 
-        from ..evaluate import evaluate  # noqa: F401 - the registration's own plots and metrics
-        from . import best  # noqa: F401
-
     @ray.method(concurrency_group="control")
     def roles(self) -> tuple[bool, bool]:
-        """Whether it has loaded what (drawing a study's plots, registering a best trial) import: it did them, or
-        warm_up loaded them."""
+        """Whether it has loaded what drawing a study's plots imports (it drew, or warmed up) and whether it
+        registered a best trial (torch's evaluation, W&B's summary run: their first time in a process)."""
         return self.drew, self.registered
 
     def drain(self, timeout: float = 60.0) -> list[str]:
