@@ -17,3 +17,25 @@ def lazy(package: str, names: dict[str, str]) -> Callable[[str], object]:
         return value
 
     return __getattr__
+
+
+class LazyModule:
+    """A module imported on its first attribute access: `pd = LazyModule("pandas")` in a module that a driver
+    imports for a piece that never touches pandas (~0.25 s of a warm sweep's start on 2 cores)."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attr: str):
+        if attr.startswith("__") or "_name" not in self.__dict__:  # pickle's and copy's probes; half-unpickled
+            raise AttributeError(attr)
+        module = self.__dict__.get("_module")
+        if module is None:
+            module = self.__dict__["_module"] = importlib.import_module(self.__dict__["_name"])
+        return getattr(module, attr)
+
+    def __getstate__(self) -> dict:
+        return {"_name": self.__dict__["_name"]}
+
+    def __repr__(self) -> str:
+        return f"<lazy module {self.__dict__['_name']!r}>"

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from ..errors import UserError
+from ..lazy import LazyModule
+
+pd = LazyModule("pandas")  # loaded on first use: drivers import this module for checks that never need it
 
 SYNTHETIC_KEYS = {"rows", "features", "informative", "classes", "weights", "noise", "seed", "partitions"}
 

@@ -12,9 +12,10 @@ import re
 from collections.abc import Iterator
 from contextlib import closing
 
-import pandas as pd
-
 from ..errors import UserError
+from ..lazy import LazyModule
+
+pd = LazyModule("pandas")  # loaded on first use: drivers import this module for checks that never need it
 
 NA_TEXT = {"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
            "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"}  # pandas' default missing values

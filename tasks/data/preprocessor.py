@@ -13,9 +13,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from ..errors import UserError
+from ..lazy import LazyModule
+
+pd = LazyModule("pandas")  # loaded on first use: a sweep's driver and trial workers read a Preprocessor only
 
 # Bump when the output format or a statistic changes, so old caches are not reused. 3: medians from a 1001-point
 # quantile grid. 4: means and sds (clip bounds, scaler) from per-partition moments merged exactly, in float64

@@ -10,8 +10,6 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
-import pandas as pd
-
 from cluster.settings import redact_url
 
 from ..errors import UserError
@@ -28,8 +26,9 @@ PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 # and again). Not derived from the workers' memory: the split is drawn per partition, alike on every cluster.
 CSV_BLOCK = "16MB"
 # pandas' "Columns (0: a) have mixed types" is printed from a reader deep inside dask, before conductor's own
-# line that names the file, line, column and value (tasks/data/locate.py): it adds nothing but noise
-warnings.filterwarnings("ignore", category=pd.errors.DtypeWarning)
+# line that names the file, line, column and value (tasks/data/locate.py): it adds nothing but noise. By its text,
+# not its class (pandas.errors.DtypeWarning): this module is imported by drivers that never load pandas
+warnings.filterwarnings("ignore", message=r"Columns \(.*\) have mixed types")
 SOURCE_ENV = "CONDUCTOR_SOURCE_"  # + hash of the masked URL: the real one, in this process's environment only
 
 
