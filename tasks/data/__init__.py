@@ -4,6 +4,6 @@ the preprocessing steps."""
 from ..lazy import lazy
 
 _WHERE = {"ROW": ".preprocessor", "Prepared": ".prepared", "Preprocessor": ".preprocessor",
-          "check_source": ".precheck", "load_source": ".sources", "preprocess": ".prepare", "read_table": ".sources"}
+          "check_source": ".precheck", "load_source": ".sources", "preprocess": ".cache", "read_table": ".sources"}
 __getattr__ = lazy(__name__, _WHERE)
 __all__ = sorted(_WHERE)

@@ -198,7 +198,7 @@ def test_least_recently_used_cache_entries_go_past_the_limit(tmp_path, monkeypat
     import os
     import time
 
-    from tasks.data.prepare import IN_USE_S, evict
+    from tasks.data.cache import IN_USE_S, evict
 
     cache = tmp_path / ".cache"
     old = time.time() - 10 * IN_USE_S
@@ -224,7 +224,7 @@ def test_an_entry_a_live_process_claimed_is_never_evicted(tmp_path, monkeypatch)
     import sys
     import time
 
-    from tasks.data.prepare import USERS, evict
+    from tasks.data.cache import USERS, evict
 
     cache = tmp_path / ".cache"
     old = time.time() - 86400
@@ -249,7 +249,7 @@ def test_an_entry_a_live_process_claimed_is_never_evicted(tmp_path, monkeypatch)
 
 
 def test_a_cache_limit_that_is_not_a_number_is_one_error_line(monkeypatch):
-    from tasks.data.prepare import cache_limit
+    from tasks.data.cache import cache_limit
     from tasks.errors import UserError
 
     for bad in ("20G", "-1", "nan"):
