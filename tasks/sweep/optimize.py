@@ -78,6 +78,7 @@ def optimize(ctx: SweepContext, n_trials: int, resume: bool, keep_pool: bool = F
                 t1 = time.perf_counter()
                 timings["pool_start_s"] = pool.wait_ready()  # since the workers were created
                 timings["pool_wait_s"] = time.perf_counter() - t1  # of it, what the sweep still waited
+                timings["pool_ready_s"] = pool.ready_s  # of that, the workers' ready() (splits, study)
                 run_warm(ctx, study, n_trials, interrupts.stop, pool)
             except BaseException:
                 close_pool(pool)

@@ -73,6 +73,7 @@ class WarmPool:
         import ray
 
         answers = ray.get(self.readying, timeout=timeout)
+        self.ready_s = max(a["seconds"] for a in answers)  # the slowest worker's ready() itself
         if self.persistent:
             warm.record([a["pid"] for a in answers])
         return time.monotonic() - self.t0

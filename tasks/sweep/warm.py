@@ -110,6 +110,7 @@ def release(actors: list, group) -> None:
     for actor in actors:
         try:
             ray.get(actor.release.remote(job=me), timeout=CLAIM_TIMEOUT_S)
+            actor.tidy.remote()  # its full collection runs now, between sweeps, not waited for
         except ray.exceptions.RayError:
             pass
     if group is not None:
