@@ -186,7 +186,7 @@ def main() -> None:
         res = {"a": run_peer("a", str(prepared.dir), args.trials, args.epochs, Path(tmp)),
                "b": run_peer("b", str(prepared.dir), args.trials, args.epochs, Path(tmp)),
                # cold twice, nothing of conductor's alive before either: the first command in a new home also
-               # creates Prefect's database (its ~150 migrations); every later one finds it
+               # creates Prefect's database (its migrations); every later one finds it
                "c cold new home": conductor(home, args.trials, args.epochs, "cold-new"),
                "c cold": conductor(home, args.trials, args.epochs, "cold")}
         if not args.no_warm:

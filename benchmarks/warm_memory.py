@@ -99,7 +99,7 @@ def conductor(home: Path, trials: int) -> dict:
             by_pid.setdefault(pid, []).append((t, rss))
     # a worker's fork that has not exec'd yet carries its title for an instant (W&B starts helpers per run)
     by_pid = {pid: points for pid, points in by_pid.items() if len(points) >= 5}
-    return {"wall_s": wall, "trials": summary["trials"], "start": start, "end": end, "by_pid": by_pid}
+    return {"wall_s": wall, "trials": summary["trials"], "by_pid": by_pid}
 
 
 def growth(points: list, per: float) -> tuple[float, float, float]:

@@ -37,14 +37,24 @@ def draw_on(workers: list, name: str, study: str, storage_url: str, home: str) -
     return registrar, (str(folder), drawer.study_plots.remote(study, storage_url, str(folder)))
 
 
-def study_plots(study: optuna.Study, out_dir: Path, as_name: str | None = None) -> dict:
-    """Write out_dir/<plot>.html (plotly, one shared plotly.min.js) and <plot>.png (matplotlib). The links
-    name the folder `as_name` (default its own name): where it will be when drawn elsewhere and moved."""
+def plotting():
+    """matplotlib.pyplot (Agg), with what Optuna's plots import the first time in a process: scikit-learn's forests
+    for the importance plot (~1 s), plotly. Drawing a study's plots, or warming up for it (TrialWorker.warm_up)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import optuna.importance  # noqa: F401
+    import optuna.visualization.matplotlib  # noqa: F401
+    import plotly.graph_objects  # noqa: F401
 
+    return plt
+
+
+def study_plots(study: optuna.Study, out_dir: Path, as_name: str | None = None) -> dict:
+    """Write out_dir/<plot>.html (plotly, one shared plotly.min.js) and <plot>.png (matplotlib). The links
+    name the folder `as_name` (default its own name): where it will be when drawn elsewhere and moved."""
+    plt = plotting()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     folder = as_name or out_dir.name

@@ -188,7 +188,7 @@ def _ask_run_tell(ctx: SweepContext, study: optuna.Study, n_trials: int, stop: t
 
     sweep, raw = ctx.spec.sweep, ctx.spec.model_dump(mode="json")
     live, idle, inflight, in_a_row = Live(n_trials, sweep.direction), list(pool.actors), {}, []
-    warmed = None  # the first worker idle at the end loads what registering the best trial imports
+    warmed = None  # the first worker idle at the end loads what drawing the study's plots imports
     if counts(study)["complete"]:
         live.best = study.best_value  # a resumed study: the best so far includes earlier trials
     with Heartbeats(study._storage) as beats:

@@ -204,14 +204,10 @@ class TrialWorker:
         what drawing the study's plots loads the first time in a process (scikit-learn for Optuna's importance
         plot ~1 s, matplotlib and plotly ~0.3 s) on the core that is free now, not after the trials, and is then
         the one to draw (plots.draw_on): from the start, as a drawing asked for meanwhile waits for this call."""
-        self.drew = True
-        import matplotlib
+        from .plots import plotting
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot  # noqa: F401
-        import optuna.importance  # noqa: F401 - loads scikit-learn's forests (fANOVA)
-        import optuna.visualization.matplotlib  # noqa: F401
-        import plotly.graph_objects  # noqa: F401
+        self.drew = True
+        plotting()
 
     @ray.method(concurrency_group="control")
     def roles(self) -> tuple[bool, bool]:
