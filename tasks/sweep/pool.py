@@ -188,7 +188,7 @@ def _ask_run_tell(ctx: SweepContext, study: optuna.Study, n_trials: int, stop: t
 
     sweep, raw = ctx.spec.sweep, ctx.spec.model_dump(mode="json")
     live, idle, inflight, in_a_row = Live(n_trials, sweep.direction), list(pool.actors), {}, []
-    warmed = None  # the first worker idle at the end loads what drawing the study's plots imports
+    warmed = False  # the first worker idle at the end loads what drawing the study's plots imports
     if counts(study)["complete"]:
         live.best = study.best_value  # a resumed study: the best so far includes earlier trials
     with Heartbeats(study._storage) as beats:
@@ -209,7 +209,9 @@ def _ask_run_tell(ctx: SweepContext, study: optuna.Study, n_trials: int, stop: t
                 inflight[ref] = (actor, trial, params)
                 need -= 1
             if need <= 0 and idle and inflight and not warmed:  # the sweep's tail: a core is free
-                warmed = idle[0].warm_up.remote()
+                warmed = True  # once, and only while no worker has drawn: a warmed registrar would only be late
+                if not any(drew for drew, _ in ray.get([a.roles.remote() for a in pool.actors], timeout=60)):
+                    idle[0].warm_up.remote()
             if not inflight:
                 if not others or stop.is_set():
                     return

@@ -200,10 +200,11 @@ class TrialWorker:
         return study_plots(loaded, Path(out_dir), as_name="sweep")
 
     def warm_up(self) -> None:
-        """Called on the first worker left idle at a sweep's end, while another runs the last trial: it imports
-        what drawing the study's plots loads the first time in a process (scikit-learn for Optuna's importance
-        plot ~1 s, matplotlib and plotly ~0.3 s) on the core that is free now, not after the trials, and is then
-        the one to draw (plots.draw_on): from the start, as a drawing asked for meanwhile waits for this call."""
+        """Called on the first worker left idle at a sweep's end while no worker has drawn a study's plots yet,
+        as another runs the last trial: it imports what drawing them loads the first time in a process
+        (scikit-learn for Optuna's importance plot ~1 s, matplotlib and plotly ~0.3 s) on the core that is free
+        now, not after the trials, and is then the one to draw (plots.draw_on): from the start, as a drawing
+        asked for meanwhile waits for this call."""
         from .plots import plotting
 
         self.drew = True
