@@ -71,7 +71,8 @@ def optimize(ctx: SweepContext, n_trials: int, resume: bool, keep_pool: bool = F
     timings = {"warm": warm}
     with Interrupts() as interrupts:
         if warm:
-            from .pool import close_pool, keep, run_warm, warm_pool
+            from .pool import close_pool, keep, warm_pool
+            from .trials import run_warm
 
             pool = warm_pool(ctx, cpus)
             try:

@@ -113,7 +113,8 @@ def test_no_circles_between_files():
     ("models", {"ray", "dask", "distributed", "prefect", "wandb", "optuna"}),
     ("tasks.spec", {"ray", "dask", "distributed", "prefect", "wandb", "optuna"}),
     # a sweep's driver: torch and scikit-learn load in the warm workers only (tasks/lazy.py), ~3-5 s of start-up
-    ("flows.sweep, flows.cli.run, tasks.sweep.pool, tasks.sweep.optimize", {"torch", "sklearn", "matplotlib", "wandb"}),
+    ("flows.sweep, flows.cli.run, tasks.sweep.pool, tasks.sweep.trials, tasks.sweep.optimize",
+     {"torch", "sklearn", "matplotlib", "wandb"}),
     ("flows.engines, tasks.runs.repro, tasks.train.plan, tasks.train.job", {"torch", "sklearn", "matplotlib"}),
     # a run's driver: the baselines are scored on Dask and the metrics are numpy (~1.2 s of scikit-learn)
     ("flows.pipeline, tasks.train.ray_train, tasks.runs", {"sklearn", "matplotlib"}),
@@ -130,7 +131,7 @@ def test_a_sweeps_driver_imports_no_dataframe_library():
     """dask.dataframe and pandas load where rows are read (a Dask worker, the checks of an uncached source, the
     preprocessing of an entry not cached), not with the modules of a sweep's driver nor where a cached entry is
     reused (tasks/data/cache.py): 0.6 s and 0.25 s of its start-up (tasks.lazy.LazyModule)."""
-    code = ("import sys; import flows.sweep, flows.cli.run, tasks.sweep.pool, tasks.data, tasks.data.sources, "
+    code = ("import sys; import flows.sweep, flows.cli.run, tasks.sweep.pool, tasks.sweep.trials, tasks.data, tasks.data.sources, "
             "tasks.data.cache; "
             "from tasks.data import Prepared, check_source; print(sorted({'dask.dataframe', 'pandas'} & set(sys.modules)))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)

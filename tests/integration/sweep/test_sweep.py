@@ -88,8 +88,8 @@ def test_two_processes_asking_for_the_last_slot_end_with_exactly_n_trials():
     """On PostgreSQL: with n-1 trials finished and one RUNNING (another process's), a trial asked now is
     surplus and failed unrun; with a slot free it is not. What makes two `conductor sweep --resume` on one
     study add up to exactly --trials."""
-    from tasks.sweep.pool import surplus
     from tasks.sweep.storage import counts
+    from tasks.sweep.trials import surplus
 
     study = optuna.create_study(study_name=f"exact-{uuid.uuid4().hex[:8]}", storage=make_storage(postgres_or_skip(),
                                                                                                  heartbeat=False))

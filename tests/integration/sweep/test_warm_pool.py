@@ -136,7 +136,7 @@ def test_a_dead_worker_fails_only_its_trial_which_runs_again(engines, home):
                     os.kill(workers[0].pid, signal.SIGKILL)
                 except ProcessLookupError:
                     continue
-                killed.update(trial=running[0].number, params=running[0].params)
+                killed.update(trial=running[0].number, params=running[0].params, pid=workers[0].pid)
             time.sleep(0.05)
 
     killer = threading.Thread(target=kill_one_worker_mid_trial, daemon=True)
@@ -149,6 +149,9 @@ def test_a_dead_worker_fails_only_its_trial_which_runs_again(engines, home):
     failed = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.FAIL]
     retried = [t for t in finished(study) if t.user_attrs.get("retry_of") == failed[0].number]
     assert len(retried) == 1 and retried[0].params == failed[0].params
+    # where each ran is written by the driver: at the start, or at the tell for a fresh worker still starting then
+    assert all({"node_id", "worker_pid"} <= set(t.user_attrs) for t in finished(study))
+    assert retried[0].user_attrs["worker_pid"] != killed["pid"]
 
 
 def test_kept_workers_serve_the_next_sweep_and_hold_no_cpu_between(engines, home, monkeypatch):
