@@ -27,7 +27,7 @@ from tasks.runs import new_run, new_run_id, register  # noqa: E402
 from tasks.runs.repro import attach_repro, current_record  # noqa: E402
 from tasks.spec import Spec, validate  # noqa: E402
 from tasks.train import Tracking, Trained  # noqa: E402
-from tasks.train.loop import diverged_message  # noqa: E402
+from tasks.train.state import diverged_message  # noqa: E402
 
 
 @task(name="train")

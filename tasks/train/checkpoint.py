@@ -1,13 +1,12 @@
 """A training checkpoint: last and best weights, optimizer and progress; read back with weights_only."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from ..finite import dumps as finite_json
-from .loop import Progress
+from .state import Progress, read_progress  # noqa: F401 - read_progress's old home
 
 
 def save_checkpoint(directory: Path, last: dict, best: dict, optimizer: dict, progress: Progress) -> None:
@@ -25,7 +24,3 @@ def load_checkpoint(directory: Path) -> tuple[dict, dict, dict, Progress]:
     best = torch.load(directory / "model.pt", weights_only=True)
     optimizer = torch.load(directory / "optimizer.pt", weights_only=True)
     return last, best, optimizer, read_progress(directory)
-
-
-def read_progress(directory: Path) -> Progress:
-    return Progress(**json.loads((Path(directory) / "progress.json").read_text()))

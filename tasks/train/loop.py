@@ -8,7 +8,6 @@ import copy
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
@@ -16,6 +15,7 @@ from torch import nn
 from ..data import Preprocessor
 from ..evaluate.outputs import NO_INPUTS, predict_all, score
 from ..spec import Train
+from .state import Progress, diverged_message  # noqa: F401 - their old home: tasks.train.loop
 
 
 class LossModule(nn.Module):
@@ -27,29 +27,6 @@ class LossModule(nn.Module):
 
     def forward(self, batch):
         return self.model.loss(batch)
-
-
-@dataclass
-class Progress:
-    """Where training stands; saved in every checkpoint so a restarted worker carries on."""
-
-    epoch: int = 0
-    history: list[dict] = field(default_factory=list)
-    best: float = math.inf
-    best_epoch: int = 0
-    bad_epochs: int = 0
-    stopped: str = ""  # "", "early", "pruned", "done", "diverged"
-    diverged: str = ""  # what went non-finite, e.g. "train/loss nan at epoch 3"
-    wandb_id: str = ""  # the W&B run a restarted worker continues (one run id across restarts)
-    samples: int = 0
-    train_seconds: float = 0.0
-
-    def __post_init__(self):
-        if self.best is None:  # written as null: JSON has no infinity
-            self.best = math.inf
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def non_finite(row: dict) -> str:
@@ -69,11 +46,6 @@ def agreed(bad: str, device) -> str:
     flag = torch.tensor([1.0 if bad else 0.0], device=device)
     dist.all_reduce(flag, op=dist.ReduceOp.MAX)
     return bad or ("a non-finite loss on another worker" if flag.item() else "")
-
-
-def diverged_message(progress: Progress, lr: float) -> str:
-    return (f"train.lr: training diverged ({progress.diverged}); lower train.lr (now {lr:g}), e.g. "
-            f"--set train.lr={lr / 10:g}, or scale the data (data.preprocessing.scale)")
 
 
 def make_optimizer(params, cfg: Train) -> torch.optim.Optimizer:

@@ -10,48 +10,14 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from ..data import Prepared
 from ..progress import say
 from ..spec import Spec
 from ..staged import claim_ray_storage, release_ray_storage
-from .batches import shard_batches, table_share, tensor_batches
-from .checkpoint import load_checkpoint, read_progress
 from .job import HookFactory, Tracking, Trained, TrainJob
-from .loop import LossModule, Progress, fit
+from .lean import trainer_class
 from .plan import plan_workers
-from .reporter import EpochReporter
-
-
-def _trainer_class():
-    """TorchTrainer without two of Ray Train V2's default callbacks that cost a conductor run an actor process:
-
-    - the PlacementGroupCleaner watches the controller through Ray's state API, which needs the dashboard;
-      conductor never starts the dashboard, so the cleaner only logs "Failed to query" every second, and its
-      extra actor process made each run ~14 s slower on 2 CPUs (32 s -> 18 s for an empty 2-worker fit). An
-      embedded Ray dies with its driver, placement groups included.
-    - the DatasetsCallback, when no split is streamed (every split held: `_held_tables`): it starts a
-      DatasetManager actor that the workers wait for before the train function runs (~2 s on 2 CPUs).
-    """
-    from ray.train.torch import TorchTrainer
-
-    try:
-        from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
-        from ray.train.v2._internal.callbacks.placement_group_callback import (
-            PlacementGroupCleanerCallback,
-        )
-    except ImportError:  # another Ray release: keep its defaults
-        return TorchTrainer
-
-    class LeanTorchTrainer(TorchTrainer):
-        def _create_default_callbacks(self):
-            unused = (PlacementGroupCleanerCallback,) + ((DatasetsCallback,) if not self.datasets else ())
-            return [c for c in super()._create_default_callbacks() if not isinstance(c, unused)]
-
-    return LeanTorchTrainer
-
+from .state import Progress, read_progress
 
 IN_MEMORY_BYTES = 256 * 2**20
 EVAL_BATCH = 8192  # rows per batch when scoring val and test: no gradients, so only Ray Data's per-batch cost scales
@@ -84,12 +50,20 @@ def _held_tables(prepared: Prepared, held: tuple[str, ...]) -> dict:
 
 
 def train_loop(config: dict) -> None:
-    """What every Ray Train worker runs: config {"job": TrainJob}."""
+    """What every Ray Train worker runs: config {"job": TrainJob}. Torch is imported here, in the worker: the
+    driver that hands this function to Ray Train never loads it (its controller started ~2-3 s sooner)."""
+    import numpy as np
     import ray
     import ray.train
     import ray.train.torch
+    import torch
 
     from models import build_model
+
+    from .batches import shard_batches, table_share, tensor_batches
+    from .checkpoint import load_checkpoint
+    from .loop import LossModule, fit
+    from .reporter import EpochReporter
 
     job: TrainJob = config["job"]
     spec, prep = job.spec, job.preprocessor  # the spec is re-validated on this side of the process boundary
@@ -160,8 +134,8 @@ def train_on_ray(spec: Spec, prepared: Prepared, out_dir: Path, home: Path, trac
                    evaluate=evaluate, threads=max(1, int(plan.cpu)), progress_path=progress_path, hook=hook,
                    baselines=baselines or {}, tables=_held_tables(prepared, held))
     storage = claim_ray_storage(home, tracking.name).parent  # a killed run's folder goes with the next command
-    trainer = _trainer_class()(
-        train_loop, train_loop_config={"job": job}, datasets=_datasets(prepared, streamed) or None,
+    trainer = trainer_class()(
+        train_loop, use_gpu=plan.gpu > 0, train_loop_config={"job": job}, datasets=_datasets(prepared, streamed) or None,
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"] if "train" in streamed else []),
         scaling_config=ray.train.ScalingConfig(
             num_workers=plan.workers, use_gpu=plan.gpu > 0,

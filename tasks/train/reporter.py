@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from models import describe
+
 from .. import progress as progress_file
 from .. import tracking
 from ..finite import dumps as finite_json
@@ -74,6 +76,8 @@ class EpochReporter:
                               device=device, seed=self.job.spec.train.seed)
             final, plots, baselines = result["metrics"], result["plots"], self.job.baselines
         torch.save({k: v.cpu() for k, v in best.items()}, out / "model.pt")
+        # model.json's core, here where the model is: the run's driver never loads torch (tasks/runs/register.py)
+        (out / "model.json").write_text(json.dumps(describe(self.model, self.job.spec.model.name)))
         (out / "progress.json").write_text(finite_json(progress.to_dict()))
         (out / "world.json").write_text(json.dumps({"workers": world, "device": str(device)}))
         if self.run is not None:
