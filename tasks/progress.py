@@ -54,7 +54,7 @@ def format_row(prefix: str, row: dict, epochs: int) -> str:
 class Follower:
     """Prints each new record of a progress file on stderr until stopped."""
 
-    def __init__(self, path: Path, render, out=None, interval: float = 0.3):
+    def __init__(self, path: Path, render, out=None, interval: float = 0.1):
         self.path, self.render, self.out, self.interval = Path(path), render, out or sys.stderr, interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
