@@ -1,10 +1,11 @@
 """Ray Train's TorchTrainer as a conductor run uses it: the same controller, workers, process group and
 callbacks, less what a run pays for and does not use, and without torch in the driver that starts it.
 
-- Torch: `ray.train.torch` imports torch (~1.3-2 s on 2 CPUs) in the process that builds a TorchTrainer, only for
-  its TorchConfig, which a driver never uses itself: it is pickled to Ray Train's controller, which imports torch
-  anyway. `TorchBackendConfig` builds the real TorchConfig (and its backend) where it is unpickled; a run's driver
-  builds the trainer and its controller starts without loading torch here first.
+- Torch: `ray.train.torch` imports torch (~1.3-2 s on 2 CPUs) in every process that builds a TorchTrainer or
+  unpickles its TorchConfig: the driver, and Ray Train's controller, where it delayed the start of the workers
+  by as much. Neither runs torch: the controller only sends the workers the functions that set up the process
+  group. `TorchBackendConfig` and `TorchBackend` do what TorchConfig and its backend do for a conductor run (gloo
+  or nccl, env://) with those functions named here; the workers import and run Ray's own.
 - Two of Ray Train V2's default callbacks that cost a conductor run an actor process:
   - the PlacementGroupCleaner watches the controller through Ray's state API, which needs the dashboard;
     conductor never starts the dashboard, so the cleaner only logs "Failed to query" every second, and its
@@ -16,25 +17,71 @@ Another Ray release without these internals gets Ray's own TorchTrainer.
 """
 from __future__ import annotations
 
+import logging
+import os
 
-def _torch_config(backend: str):
-    from ray.train.torch.config import TorchConfig
+from ray.train.backend import Backend, BackendConfig
 
-    return TorchConfig(backend=backend)
-
-
-def _torch_backend():
-    from ray.train.torch.config import _TorchBackend
-
-    return _TorchBackend()
+logger = logging.getLogger(__name__)
 
 
-class _Backend:
-    """Stands for ray.train.torch.config._TorchBackend in the driver (Ray Train's callbacks are built there and
-    pickled to the controller): the real one where it is unpickled."""
+def _master(addr: str, port: int) -> None:
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = addr, str(port)
 
-    def __reduce__(self):
-        return _torch_backend, ()
+
+def _torch_env() -> None:
+    from ray.train.torch.config import _set_torch_distributed_env_vars
+
+    _set_torch_distributed_env_vars()
+
+
+def _process_group(**kwargs) -> None:
+    from ray.train.torch.config import _setup_torch_process_group
+
+    _setup_torch_process_group(**kwargs)
+
+
+def _shutdown(**kwargs) -> None:
+    from ray.train.torch.config import _shutdown_torch
+
+    _shutdown_torch(**kwargs)
+
+
+class TorchBackend(Backend):
+    """What ray.train.torch.config._TorchBackend does for a V2 worker group with gloo or nccl and env://, with the
+    functions the workers run named here: Ray Train's controller only sends them, so it never imports torch
+    (~1.8 s on 2 CPUs, before it started the workers); each worker imports Ray's own functions and runs them."""
+
+    share_cuda_visible_devices = True  # as _TorchBackend
+
+    def on_start(self, worker_group, backend_config) -> None:
+        import ray
+        from ray.train._internal.utils import get_address_and_port
+
+        addr, port = worker_group.execute_single(0, get_address_and_port)
+        worker_group.execute(_master, addr=addr, port=port)
+        worker_group.execute(_torch_env)  # LOCAL_RANK and the rest, before init_process_group
+        n = len(worker_group)
+        ray.get([worker_group.execute_single_async(i, _process_group, backend=backend_config.backend, world_rank=i,
+                                                   world_size=n, init_method="env://", timeout_s=backend_config.timeout_s)
+                 for i in range(n)])
+
+    def on_shutdown(self, worker_group, backend_config) -> None:
+        import ray
+        from ray._private import ray_constants
+        from ray.exceptions import GetTimeoutError
+        from ray.train.constants import (
+            DEFAULT_TORCH_PROCESS_GROUP_SHUTDOWN_TIMEOUT_S,
+            TORCH_PROCESS_GROUP_SHUTDOWN_TIMEOUT_S,
+        )
+
+        futures = worker_group.execute_async(_shutdown, destroy_process_group=len(worker_group) > 1)
+        timeout_s = ray_constants.env_integer(TORCH_PROCESS_GROUP_SHUTDOWN_TIMEOUT_S,
+                                              DEFAULT_TORCH_PROCESS_GROUP_SHUTDOWN_TIMEOUT_S)
+        try:
+            ray.get(futures, timeout=timeout_s)
+        except GetTimeoutError:
+            logger.warning(f"Torch process group shutdown timed out after {timeout_s} seconds")
 
 
 class _TorchContext:
@@ -50,42 +97,43 @@ class _TorchContext:
         return self.inner.__exit__(*exc)
 
 
+class TorchBackendConfig(BackendConfig):
+    """ray.train.torch.TorchConfig(backend=...) with init_method "env" and its default timeout, without torch."""
+
+    def __init__(self, backend: str, timeout_s: int = 1800):
+        self.backend, self.timeout_s = backend, timeout_s
+
+    @property
+    def backend_cls(self):
+        return TorchBackend
+
+    @property
+    def train_func_context(self):
+        return _TorchContext
+
+    @property
+    def framework(self):
+        from ray.train.v2._internal.util import TrainingFramework
+
+        return TrainingFramework.TORCH
+
+    def to_dict(self) -> dict:
+        return {"backend": self.backend, "init_method": "env", "timeout_s": self.timeout_s}
+
+
 def trainer_class():
     """A DataParallelTrainer with Torch's backend, or Ray's TorchTrainer for a Ray release without these internals.
     Called as cls(train_loop, use_gpu=..., train_loop_config=..., datasets=..., ...)."""
     try:
-        from ray.train.backend import BackendConfig
         from ray.train.v2._internal.callbacks.datasets import DatasetsCallback
         from ray.train.v2._internal.callbacks.placement_group_callback import (
             PlacementGroupCleanerCallback,
         )
-        from ray.train.v2._internal.util import TrainingFramework
         from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
     except ImportError:
         from ray.train.torch import TorchTrainer
 
         return lambda loop, use_gpu, **kwargs: TorchTrainer(loop, **kwargs)
-
-    class TorchBackendConfig(BackendConfig):
-        """ray.train.torch.TorchConfig(backend=...), which it turns into when pickled to Ray Train's controller."""
-
-        def __init__(self, backend: str):
-            self.backend = backend
-
-        def __reduce__(self):
-            return _torch_config, (self.backend,)
-
-        @property
-        def backend_cls(self):
-            return _Backend
-
-        @property
-        def train_func_context(self):
-            return _TorchContext
-
-        @property
-        def framework(self):
-            return TrainingFramework.TORCH
 
     class LeanTorchTrainer(DataParallelTrainer):
         def __init__(self, loop, use_gpu: bool, **kwargs):
