@@ -34,7 +34,7 @@ class WarmPool:
         self.wandb = {"project": w.project, "mode": wandb_mode, "group": study, "entity": w.entity}
         # calls run in order; claim/release (tasks/sweep/warm.py) in a group of their own, answered mid-trial
         self.cls = ray.remote(num_cpus=self.cpu, max_restarts=0, concurrency_groups={"control": 1})(TrialWorker)
-        self.t0, self.readying, self.ctx, self.group = time.monotonic(), [], None, None
+        self.t0, self.ctx, self.group = time.monotonic(), None, None
         self.answers: dict = {}  # actor id -> its ready() call, then its answer: where it runs (where())
         self.persistent = warm.persistent()
         if self.persistent:  # cluster up: workers kept from earlier sweeps, this sweep's CPUs reserved apart
@@ -54,7 +54,6 @@ class WarmPool:
         self.answers[actor._actor_id] = actor.ready.remote(str(ctx.prepared.dir), ctx.storage_url, ctx.study,
                                                 ctx.spec.sweep.model_dump(mode="json"), ctx.spec.train.epochs,
                                                 self.home, self.wandb)
-        self.readying.append(self.answers[actor._actor_id])
 
     def where(self, actor) -> dict | None:
         """{"node_id", "pid"} of a worker that has answered ready(); None for a fresh one still starting."""
@@ -71,7 +70,8 @@ class WarmPool:
         """Seconds from the pool's creation until every worker has torch, the splits and the study."""
         import ray
 
-        answers = ray.get(self.readying, timeout=timeout)
+        answers = ray.get(list(self.answers.values()), timeout=timeout)
+        self.answers = dict(zip(self.answers, answers, strict=True))
         self.ready_s = max(a["seconds"] for a in answers)  # the slowest worker's ready() itself
         if self.persistent:
             warm.record([a["pid"] for a in answers])

@@ -39,6 +39,8 @@ def _ask_run_tell(ctx: SweepContext, study: optuna.Study, n_trials: int, stop: t
     import ray
 
     live, idle, inflight, in_a_row = Live(n_trials, ctx.spec.sweep.direction), list(pool.actors), {}, []
+    # the spec and its sweep section as JSON, once per sweep, not once per dispatch
+    raw = {"spec": ctx.spec.model_dump(mode="json"), "sweep": ctx.spec.sweep.model_dump(mode="json")}
     # trials done on their worker, told to Optuna only once the freed workers have their next trial: the tell's
     # storage writes (~30 ms on SQLite here) are no longer a gap between two trials of a worker
     told: list = []
@@ -53,7 +55,7 @@ def _ask_run_tell(ctx: SweepContext, study: optuna.Study, n_trials: int, stop: t
                 # another `conductor sweep` on the same study (the trials done here but not told are RUNNING too)
                 others = max(0, c["running"] - len(inflight) - len(told))
                 need = n_trials - c["complete"] - c["pruned"] - len(inflight) - len(told) - others
-                need, started = _dispatch(ctx, study, n_trials, pool, idle, inflight, beats, need, stop)
+                need, started = _dispatch(ctx, raw, study, n_trials, pool, idle, inflight, beats, need, stop)
                 for actor, trial in started:  # where each runs, written here: two writes less on its worker
                     if spot := pool.where(actor):
                         placed.add(trial._trial_id)
@@ -86,24 +88,24 @@ def _ask_run_tell(ctx: SweepContext, study: optuna.Study, n_trials: int, stop: t
                 _tell(res, trial, params, ctx, study, live, placed)
 
 
-def _dispatch(ctx: SweepContext, study: optuna.Study, n_trials: int, pool: WarmPool, idle: list, inflight: dict,
-              beats: Heartbeats, need: int, stop: threading.Event) -> tuple[int, list]:
+def _dispatch(ctx: SweepContext, raw: dict, study: optuna.Study, n_trials: int, pool: WarmPool, idle: list,
+              inflight: dict, beats: Heartbeats, need: int, stop: threading.Event) -> tuple[int, list]:
     """Ask a trial for every idle worker while trials are needed and send it there; returns what is still needed
     and the (actor, trial) pairs started."""
     started: list = []
     if not idle or need <= 0:
         return need, started
-    sweep, raw = ctx.spec.sweep, ctx.spec.model_dump(mode="json")
+    sweep = ctx.spec.sweep
     while idle and need > 0 and not stop.is_set():
         trial = study.ask()  # a WAITING trial (a retry of a failed one) comes first
         if surplus(study, trial, n_trials):
             break
         params = suggest(trial, sweep.space)
-        job = TrialJob(trial._trial_id, trial.number, params, trial_spec(raw, params).model_dump(mode="json"),
+        job = TrialJob(trial._trial_id, trial.number, params, trial_spec(raw["spec"], params).model_dump(mode="json"),
                        str(ctx.prepared.dir), str(ctx.trial_dir(trial.number)), sweep.metric, pool.threads)
         beats.add(trial._trial_id)
         actor = idle.pop()
-        ref = actor.run_trial.remote(job, ctx.storage_url, ctx.study, sweep.model_dump(mode="json"))
+        ref = actor.run_trial.remote(job, ctx.storage_url, ctx.study, raw["sweep"])
         inflight[ref] = (actor, trial, params)
         started.append((actor, trial))
         need -= 1
