@@ -24,7 +24,8 @@ class HookFactory(Protocol):
 
 @dataclass
 class Tracking:
-    """The W&B run rank 0 opens: offline/online/disabled, named and grouped."""
+    """The run's W&B run (opened by the driver, tasks/train/wandb_run.py): offline/online/disabled, named and
+    grouped."""
 
     project: str
     mode: str
@@ -38,8 +39,7 @@ class Tracking:
 @dataclass
 class TrainJob:
     """One training run: the spec (as JSON, re-validated on the worker), the fitted preprocessor,
-    where to write, how to track, an optional per-epoch hook (a sweep trial's pruner), and the
-    baselines' test metrics that rank 0 puts beside the model's in its W&B summary."""
+    where to write, how it is tracked, an optional per-epoch hook (a sweep trial's pruner)."""
 
     spec_json: dict
     preprocessor: Preprocessor
@@ -50,7 +50,6 @@ class TrainJob:
     threads: int = 1
     progress_path: str | None = None
     hook: HookFactory | None = None
-    baselines: dict = field(default_factory=dict)
     tables: dict = field(default_factory=dict)  # split -> ObjectRef of its Arrow table: the splits small enough
     # that each worker holds its share as tensors (the others stream from Ray Data)
 

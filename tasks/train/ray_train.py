@@ -1,8 +1,9 @@
 """Ray Train around the plain loop: TorchTrainer workers, Ray Data shards, a checkpoint every epoch.
 
 The three calls that make `fit` distributed are marked (1) prepare_model, (2) get_dataset_shard,
-(3) ray.train.report (inside EpochReporter). Rank 0 also tracks to W&B and, after the last epoch,
-scores the test split, so its metrics and plots reach the run's own W&B run.
+(3) ray.train.report (inside EpochReporter). Rank 0 also appends each epoch's row to the progress file and,
+after the last epoch, scores the test split into the final checkpoint; the driver keeps the W&B run from both
+(tasks/train/wandb_run.py).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from .job import HookFactory, Tracking, Trained, TrainJob
 from .lean import trainer_class
 from .plan import plan_workers
 from .state import Progress, read_progress
+from .wandb_run import DriverRun
 
 IN_MEMORY_BYTES = 256 * 2**20
 EVAL_BATCH = 8192  # rows per batch when scoring val and test: no gradients, so only Ray Data's per-batch cost scales
@@ -95,14 +97,11 @@ def train_loop(config: dict) -> None:
             last, best, opt_state, progress = load_checkpoint(Path(d))
             model.load_state_dict(last)
     reporter = EpochReporter(job, rank, model, cfg.epochs, progress)
-    try:
-        progress, best = fit(
-            net, model, lambda epoch: batches("train", max(1, cfg.batch_size // world), cfg.seed * 1000 + epoch),
-            (lambda: batches("val", EVAL_BATCH)) if job.has_val else None, cfg, prep, report=reporter,
-            progress=progress, optimizer_state=opt_state, best_state=best, device=device)
-        reporter.finish(best, progress, lambda: batches("test", EVAL_BATCH), world, device)
-    finally:
-        reporter.close(progress)
+    progress, best = fit(
+        net, model, lambda epoch: batches("train", max(1, cfg.batch_size // world), cfg.seed * 1000 + epoch),
+        (lambda: batches("val", EVAL_BATCH)) if job.has_val else None, cfg, prep, report=reporter,
+        progress=progress, optimizer_state=opt_state, best_state=best, device=device)
+    reporter.finish(best, progress, lambda: batches("test", EVAL_BATCH), world, device)
 
 
 def _datasets(prepared: Prepared, splits: list[str]) -> dict:
@@ -117,7 +116,7 @@ def train_on_ray(spec: Spec, prepared: Prepared, out_dir: Path, home: Path, trac
                  hook: HookFactory | None = None, share: int = 1, progress_path: str | None = None,
                  evaluate: bool = True, baselines: dict | None = None) -> Trained:
     """Fit `spec` on the prepared Parquet with Ray Train; copies the final checkpoint into out_dir.
-    `baselines` (baseline/<name>/<metric>) join the test metrics in rank 0's W&B summary."""
+    `baselines` (baseline/<name>/<metric>) join the test metrics in the W&B run's summary."""
     import ray.train
 
     from cluster.connect import ray_resources
@@ -132,7 +131,7 @@ def train_on_ray(spec: Spec, prepared: Prepared, out_dir: Path, home: Path, trac
     streamed = [s for s in splits if s not in held]
     job = TrainJob(spec.model_dump(mode="json"), prepared.preprocessor, str(home), tracking, has_val,
                    evaluate=evaluate, threads=max(1, int(plan.cpu)), progress_path=progress_path, hook=hook,
-                   baselines=baselines or {}, tables=_held_tables(prepared, held))
+                   tables=_held_tables(prepared, held))
     storage = claim_ray_storage(home, tracking.name).parent  # a killed run's folder goes with the next command
     trainer = trainer_class()(
         train_loop, use_gpu=plan.gpu > 0, train_loop_config={"job": job}, datasets=_datasets(prepared, streamed) or None,
@@ -146,12 +145,14 @@ def train_on_ray(spec: Spec, prepared: Prepared, out_dir: Path, home: Path, trac
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
             logging_config=ray.train.LoggingConfig(log_level="WARNING")),
     )
-    result = trainer.fit()
-    if result.error:
-        raise result.error
-    if result.checkpoint is None:
-        raise RuntimeError(f"Ray Train run {tracking.name} ended without a checkpoint")
-    trained = _collect(result.checkpoint, Path(out_dir), evaluate, plan, time.perf_counter() - t0)
+    with DriverRun(tracking, job.spec_json, home, progress_path) as wb:  # opens beside Ray Train's start-up
+        result = trainer.fit()
+        if result.error:
+            raise result.error
+        if result.checkpoint is None:
+            raise RuntimeError(f"Ray Train run {tracking.name} ended without a checkpoint")
+        trained = _collect(result.checkpoint, Path(out_dir), evaluate, plan, time.perf_counter() - t0)
+        trained.wandb = wb.finish(trained, baselines, trial=hook is not None)
     release_ray_storage(home, tracking.name)
     return trained
 
@@ -165,7 +166,5 @@ def _collect(checkpoint, out_dir: Path, evaluate: bool, plan, seconds: float) ->
         shutil.copytree(d, out_dir, dirs_exist_ok=True)
     evaluated = evaluate and (out_dir / "eval.json").exists()  # a diverged run is not evaluated
     evald = json.loads((out_dir / "eval.json").read_text()) if evaluated else {"metrics": {}}
-    wandb_file = out_dir / "wandb.json"
-    wb = json.loads(wandb_file.read_text()) if wandb_file.exists() else {"mode": "disabled", "run_dir": None}
-    return Trained(out_dir, evald["metrics"], read_progress(out_dir), wb, plan.workers, seconds, plan.note,
+    return Trained(out_dir, evald["metrics"], read_progress(out_dir), {}, plan.workers, seconds, plan.note,
                    evald.get("seconds", 0.0))

@@ -19,7 +19,7 @@ class Progress:
     bad_epochs: int = 0
     stopped: str = ""  # "", "early", "pruned", "done", "diverged"
     diverged: str = ""  # what went non-finite, e.g. "train/loss nan at epoch 3"
-    wandb_id: str = ""  # the W&B run a restarted worker continues (one run id across restarts)
+    wandb_id: str = ""  # unused since the driver keeps the W&B run; kept so older progress.json files load
     samples: int = 0
     train_seconds: float = 0.0
 
