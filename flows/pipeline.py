@@ -5,6 +5,7 @@ Tasks stay plain functions in tasks/; here they get their Prefect wrapping.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from cluster.connect import dask_runner_kwargs, ensure_ray, quiet_env
@@ -32,7 +33,8 @@ from tasks.train.state import diverged_message  # noqa: E402
 
 @task(name="train")
 def train_task(spec: Spec, prepared: Prepared, stage: str, home: str, run_id: str, wandb_mode: str,
-               baselines: dict | None = None) -> Trained:
+               baselines: Callable[[], dict] | None = None) -> Trained:
+    """`baselines`: called once training is done, for the W&B summary (they are scored on Dask meanwhile)."""
     from tasks.train.ray_train import train_on_ray
 
     progress = Path(home) / ".progress" / f"{run_id}.jsonl"
@@ -66,11 +68,13 @@ def pipeline(spec: dict, run_id: str | None = None) -> dict:
     prepared = future.result()
     timings["preprocess_s"] = prepared.seconds
     timings["preprocess_wait_s"] = time.perf_counter() - t0 - timings["ray_start_s"]
-    t1 = time.perf_counter()
-    baselines = baselines_task.submit(spec_obj, prepared).result()
-    timings["baselines_s"] = time.perf_counter() - t1
+    scored = baselines_task.submit(spec_obj, prepared)  # on Dask while Ray Train trains: only the end needs them
     with new_run(home, spec_obj.name, run_id) as stage:
-        trained = train_task(spec_obj, prepared, str(stage), str(home), run_id, wandb_mode, baselines)
+        # a future's bound method, not the future: Prefect would wait for a future argument before the task starts
+        trained = train_task(spec_obj, prepared, str(stage), str(home), run_id, wandb_mode, scored.result)
+        t1 = time.perf_counter()
+        baselines = scored.result()
+        timings["baselines_s"] = time.perf_counter() - t1  # what training left to wait for
         if trained.progress.stopped == "diverged":  # the staged directory goes with the error
             raise UserError(diverged_message(trained.progress, spec_obj.train.lr))
         metrics = register_task(spec_obj, prepared, str(stage), trained, baselines)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ..data import Prepared
@@ -114,9 +115,10 @@ def _datasets(prepared: Prepared, splits: list[str]) -> dict:
 
 def train_on_ray(spec: Spec, prepared: Prepared, out_dir: Path, home: Path, tracking: Tracking,
                  hook: HookFactory | None = None, share: int = 1, progress_path: str | None = None,
-                 evaluate: bool = True, baselines: dict | None = None) -> Trained:
+                 evaluate: bool = True, baselines: Callable[[], dict] | None = None) -> Trained:
     """Fit `spec` on the prepared Parquet with Ray Train; copies the final checkpoint into out_dir.
-    `baselines` (baseline/<name>/<metric>) join the test metrics in the W&B run's summary."""
+    `baselines`, called once training is done: their metrics (baseline/<name>/<metric>) join the test metrics in
+    the W&B run's summary."""
     import ray.train
 
     from cluster.connect import ray_resources
@@ -152,7 +154,7 @@ def train_on_ray(spec: Spec, prepared: Prepared, out_dir: Path, home: Path, trac
         if result.checkpoint is None:
             raise RuntimeError(f"Ray Train run {tracking.name} ended without a checkpoint")
         trained = _collect(result.checkpoint, Path(out_dir), evaluate, plan, time.perf_counter() - t0)
-        trained.wandb = wb.finish(trained, baselines, trial=hook is not None)
+        trained.wandb = wb.finish(trained, baselines() if baselines else {}, trial=hook is not None)
     release_ray_storage(home, tracking.name)
     return trained
 
