@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from . import credentials, zombies
-from .connect import ray_temp_dir
+from .connect import QUIET_ENV, ray_temp_dir
 from .dashboard import dashboard_answers
 from .processes import (
     LOOPBACK,
@@ -66,7 +66,8 @@ class LocalCluster:
 
     # ------------------------------------------------------------ helpers
     def _base_env(self) -> dict:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(NOT_INHERITED)}
+        env = {k: v for k, v in QUIET_ENV.items() if k.startswith("RAY_")}  # for Ray Train's (tasks/train/lean.py)
+        env.update({k: v for k, v in os.environ.items() if not k.startswith(NOT_INHERITED)})
         env.update({
             "CONDUCTOR_HOME": str(home()), "PREFECT_HOME": str(self.root / "prefect"),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING",

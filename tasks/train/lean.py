@@ -13,6 +13,12 @@ callbacks, less what a run pays for and does not use, and without torch in the d
     embedded Ray dies with its driver, placement groups included.
   - the DatasetsCallback, when no split is streamed (every split held: ray_train._held_tables): it starts a
     DatasetManager actor that the workers wait for before the train function runs (~2 s on 2 CPUs).
+- The runtime_env that Ray Train gives its controller and workers to carry the driver's RAY_TRAIN_* variables
+  (and, for the controller, RAY_WARN_BLOCKING_GET_INSIDE_ASYNC): an actor with a runtime_env starts through
+  Ray's setup_worker.py, one more Python start with Ray imported (~0.35 s per process here), and never on a
+  worker Ray keeps started. The Ray processes conductor starts already have conductor's values from their raylet
+  (cluster/connect.QUIET_ENV), so `LeanController` starts with none, is handed the driver's variables, and
+  passes on only those that differ from its own environment (a user's own, or a Ray conductor did not start).
 Another Ray release without these internals gets Ray's own TorchTrainer.
 """
 from __future__ import annotations
@@ -121,6 +127,63 @@ class TorchBackendConfig(BackendConfig):
         return {"backend": self.backend, "init_method": "env", "timeout_s": self.timeout_s}
 
 
+try:
+    from ray.train.v2._internal.execution.controller import TrainController
+    from ray.train.v2._internal.execution.worker_group import WorkerGroup
+except ImportError:  # another Ray release: trainer_class() falls back to Ray's TorchTrainer
+    TrainController = WorkerGroup = object
+
+_WORKER_ENV: dict[str, str] = {}  # in a controller's process: what its workers must be given (LeanController)
+
+
+class LeanWorkerGroup(WorkerGroup):
+    @staticmethod
+    def _get_worker_runtime_env(custom_runtime_env):
+        """Ray's merges every propagated variable into each worker's runtime_env; here only those the workers
+        would not inherit (_WORKER_ENV), and no runtime_env at all when there are none."""
+        runtime_env = dict(custom_runtime_env)
+        env = {**_WORKER_ENV, **runtime_env.get("env_vars", {})}
+        if env:
+            runtime_env["env_vars"] = env
+        return runtime_env
+
+
+class LeanController(TrainController):
+    """Ray Train's controller, started without a runtime_env: `env_vars` are the driver's variables to
+    propagate; those its own environment (its raylet's) lacks or holds otherwise are set here and given to the
+    workers."""
+
+    worker_group_cls = LeanWorkerGroup
+
+    def __init__(self, env_vars: dict[str, str], **kwargs):
+        _WORKER_ENV.clear()
+        _WORKER_ENV.update({k: v for k, v in env_vars.items() if os.environ.get(k) != v})
+        os.environ.update(_WORKER_ENV)
+        super().__init__(**kwargs)
+
+
+def _run_controller(trainer, **controller_init_kwargs):
+    """DataParallelTrainer._initialize_and_run_controller, with LeanController and no runtime_env."""
+    import threading
+
+    import ray
+    from ray.train.v2._internal.constants import (
+        DEFAULT_RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_VALUE,
+        RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_ENV_VAR,
+        get_env_vars_to_propagate,
+    )
+
+    env_vars = get_env_vars_to_propagate()
+    env_vars.setdefault(RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_ENV_VAR, DEFAULT_RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_VALUE)
+    here = {ray._raylet.RAY_NODE_ID_KEY: ray.get_runtime_context().get_node_id()}  # the driver's node, as Ray's
+    controller = ray.remote(num_cpus=0, label_selector=here)(LeanController).remote(env_vars=env_vars,
+                                                                                   **controller_init_kwargs)
+    if threading.current_thread() is threading.main_thread():
+        trainer._register_sigint_handler(controller)
+    ray.get(controller.run.remote())
+    return ray.get(controller.get_result.remote())
+
+
 def trainer_class():
     """A DataParallelTrainer with Torch's backend, or Ray's TorchTrainer for a Ray release without these internals.
     Called as cls(train_loop, use_gpu=..., train_loop_config=..., datasets=..., ...)."""
@@ -142,5 +205,8 @@ def trainer_class():
         def _create_default_callbacks(self):
             unused = (PlacementGroupCleanerCallback,) + ((DatasetsCallback,) if not self.datasets else ())
             return [c for c in super()._create_default_callbacks() if not isinstance(c, unused)]
+
+        def _initialize_and_run_controller(self, **controller_init_kwargs):
+            return _run_controller(self, **controller_init_kwargs)
 
     return LeanTorchTrainer

@@ -34,3 +34,30 @@ def test_its_backend_is_torch_free_and_sends_rays_functions():
     from ray.train.torch import config as rays
 
     assert {"_setup_torch_process_group", "_set_torch_distributed_env_vars", "_shutdown_torch"} <= set(vars(rays))
+
+
+def test_workers_get_a_runtime_env_only_for_what_they_would_not_inherit(monkeypatch):
+    """A worker with a runtime_env starts through Ray's setup_worker.py (one more Python start with Ray); the
+    controller passes on only the driver's variables that its own environment (its raylet's) lacks."""
+    from tasks.train import lean
+
+    monkeypatch.setattr(lean, "_WORKER_ENV", {})
+    assert lean.LeanWorkerGroup._get_worker_runtime_env({}) == {}
+    assert lean.LeanWorkerGroup._get_worker_runtime_env({"pip": ["x"]}) == {"pip": ["x"]}
+    monkeypatch.setattr(lean, "_WORKER_ENV", {"RAY_TRAIN_COLLECTIVE_TIMEOUT_S": "30"})
+    assert lean.LeanWorkerGroup._get_worker_runtime_env({"env_vars": {"A": "1"}}) == {
+        "env_vars": {"RAY_TRAIN_COLLECTIVE_TIMEOUT_S": "30", "A": "1"}}
+    assert issubclass(lean.LeanController.worker_group_cls, lean.LeanWorkerGroup)
+
+
+def test_cluster_up_gives_its_ray_processes_conductors_ray_settings(tmp_path, monkeypatch):
+    """What a run's driver would otherwise carry to Ray Train's processes in a runtime_env; a user's value wins."""
+    from cluster.connect import QUIET_ENV
+    from cluster.local import LocalCluster
+
+    monkeypatch.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "1.5")
+    env = LocalCluster(tmp_path / "cluster")._base_env()
+    assert env["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] == "1.5" and env["RAY_WARN_BLOCKING_GET_INSIDE_ASYNC"] == "0"
+    assert all(env[k] == v for k, v in QUIET_ENV.items() if k.startswith("RAY_TRAIN") and k in env
+               and k != "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S")
+    assert {k for k in QUIET_ENV if k.startswith("RAY_")} <= set(env)
