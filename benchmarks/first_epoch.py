@@ -127,7 +127,7 @@ def report(plain: float, inner: float, floor: tuple, cold: list[dict], warm: lis
         before = runs[-1]["duration_s"] - t["flow_s"]
         print(f"      last run: before the flow {before:.1f} s (Prefect API {t.get('prefect_start_s', 0):.1f} s beside "
               f"ray.init {t['ray_start_s']:.1f} s), preprocessing wait {t['preprocess_wait_s']:.1f} s, baselines "
-              f"{t['baselines_s']:.1f} s, Ray Train {t['train_s']:.1f} s of which epochs {t['epochs_s']:.1f} s and "
+              f"(scored beside training) waited for {t['baselines_s']:.1f} s after it, Ray Train {t['train_s']:.1f} s of which epochs {t['epochs_s']:.1f} s and "
               f"test evaluation {t['evaluate_s']:.1f} s; whole command {runs[-1]['wall_s']:.1f} s")
     if warm:
         print(f"\n  goal: first epoch <= 8 s with cluster up: "
