@@ -21,9 +21,6 @@ QUIET_ENV = {
     # The controller collects each report when it polls (every 1 s by default), and a worker's next
     # report waits for that: ~1.3 s per epoch of idle time with small models.
     "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
-    # what Ray Train sets for its controller (its ray.get calls inside async methods are meant): in the
-    # raylet's environment, the controller needs no runtime_env to carry it (tasks/train/lean.py)
-    "RAY_WARN_BLOCKING_GET_INSIDE_ASYNC": "0",
     "RAY_DATA_LOG_LEVEL": "WARNING",
     # no progress bars of Ray Data's: the run prints its own progress. An environment default rather than
     # DataContext.enable_progress_bars, which meant importing ray.data in ensure_ray (0.7 s of a sweep's start,

@@ -42,24 +42,31 @@ def start(project: str, mode: str, home: Path, name: str, group: str, config: di
           entity: str | None = None, tags: list[str] | None = None, run_id: str | None = None,
           requirements: bool = True):
     """Open a run whose files land in home/wandb/; returns the run (or None when disabled). With
-    `run_id`, the run of that id is continued (`resume="allow"`): a restarted Ray Train worker's.
+    `run_id`, the run of that id is continued (`resume="allow"`).
     `requirements`: W&B lists every installed package with the run (requirements.txt), ~0.45 s of CPU per
     run here; a sweep's trials leave it to the study's summary run (the same environment)."""
     if mode == "disabled":
         return None
     import wandb
 
-    os.environ.setdefault("WANDB_SILENT", "true")
-    os.environ.setdefault("WANDB_CACHE_DIR", str(home / "wandb" / ".cache"))
-    os.environ.setdefault("WANDB_DATA_DIR", str(home / "wandb" / ".data"))
-    os.environ.setdefault("WANDB_CONFIG_DIR", str(home / "wandb" / ".config"))
-    (home / "wandb").mkdir(parents=True, exist_ok=True)
+    env_defaults(home)
     return wandb.init(
         project=project, entity=entity, mode=mode, dir=str(home), name=name, group=group, job_type=job_type,
         config=redact(config), tags=tags, reinit="create_new", id=run_id, resume="allow" if run_id else None,
         settings=wandb.Settings(console="off", x_disable_stats=True, x_disable_meta=True,
                                 x_save_requirements=requirements),
     )
+
+
+def env_defaults(home: Path) -> None:
+    """W&B's directories under home/wandb, and quiet. A thread that opens a run while other threads of the
+    process run (Ray's, in a run's driver) gets them set beforehand: setting the environment while another
+    thread reads it is not safe in C."""
+    os.environ.setdefault("WANDB_SILENT", "true")
+    os.environ.setdefault("WANDB_CACHE_DIR", str(home / "wandb" / ".cache"))
+    os.environ.setdefault("WANDB_DATA_DIR", str(home / "wandb" / ".data"))
+    os.environ.setdefault("WANDB_CONFIG_DIR", str(home / "wandb" / ".config"))
+    (home / "wandb").mkdir(parents=True, exist_ok=True)
 
 
 def run_dir(run) -> str | None:

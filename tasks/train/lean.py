@@ -19,6 +19,8 @@ callbacks, less what a run pays for and does not use, and without torch in the d
   worker Ray keeps started. The Ray processes conductor starts already have conductor's values from their raylet
   (cluster/connect.QUIET_ENV), so `LeanController` starts with none, is handed the driver's variables, and
   passes on only those that differ from its own environment (a user's own, or a Ray conductor did not start).
+  Assumed: every node's raylet has the controller's node's environment, as for cluster up's two nodes; on a Ray
+  whose nodes differ, a worker on another node misses a variable only its own raylet lacks.
 Another Ray release without these internals gets Ray's own TorchTrainer.
 """
 from __future__ import annotations
@@ -128,6 +130,10 @@ class TorchBackendConfig(BackendConfig):
 
 
 try:
+    from ray.train.v2._internal.constants import (
+        RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_ENV_VAR as WARN_ASYNC_GET,
+    )
+    from ray.train.v2._internal.constants import get_env_vars_to_propagate
     from ray.train.v2._internal.execution.controller import TrainController
     from ray.train.v2._internal.execution.worker_group import WorkerGroup
 except ImportError:  # another Ray release: trainer_class() falls back to Ray's TorchTrainer
@@ -151,11 +157,15 @@ class LeanWorkerGroup(WorkerGroup):
 class LeanController(TrainController):
     """Ray Train's controller, started without a runtime_env: `env_vars` are the driver's variables to
     propagate; those its own environment (its raylet's) lacks or holds otherwise are set here and given to the
-    workers."""
+    workers. RAY_WARN_BLOCKING_GET_INSIDE_ASYNC (its ray.get calls inside async methods are meant) is for this
+    process only: the workers are not async actors, and in a raylet's environment it would silence the warning
+    for every async actor of that Ray (a served model's replicas)."""
 
     worker_group_cls = LeanWorkerGroup
 
     def __init__(self, env_vars: dict[str, str], **kwargs):
+        env_vars = dict(env_vars)
+        os.environ[WARN_ASYNC_GET] = env_vars.pop(WARN_ASYNC_GET, "0")
         _WORKER_ENV.clear()
         _WORKER_ENV.update({k: v for k, v in env_vars.items() if os.environ.get(k) != v})
         os.environ.update(_WORKER_ENV)
@@ -167,14 +177,8 @@ def _run_controller(trainer, **controller_init_kwargs):
     import threading
 
     import ray
-    from ray.train.v2._internal.constants import (
-        DEFAULT_RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_VALUE,
-        RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_ENV_VAR,
-        get_env_vars_to_propagate,
-    )
 
-    env_vars = get_env_vars_to_propagate()
-    env_vars.setdefault(RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_ENV_VAR, DEFAULT_RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_VALUE)
+    env_vars = get_env_vars_to_propagate()  # the warning's variable: LeanController sets it for itself
     here = {ray._raylet.RAY_NODE_ID_KEY: ray.get_runtime_context().get_node_id()}  # the driver's node, as Ray's
     controller = ray.remote(num_cpus=0, label_selector=here)(LeanController).remote(env_vars=env_vars,
                                                                                    **controller_init_kwargs)
@@ -193,6 +197,9 @@ def trainer_class():
             PlacementGroupCleanerCallback,
         )
         from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
+
+        if TrainController is object or not hasattr(WorkerGroup, "_get_worker_runtime_env"):
+            raise ImportError("Ray Train V2's controller internals are not there")
     except ImportError:
         from ray.train.torch import TorchTrainer
 

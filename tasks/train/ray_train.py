@@ -154,9 +154,18 @@ def train_on_ray(spec: Spec, prepared: Prepared, out_dir: Path, home: Path, trac
         if result.checkpoint is None:
             raise RuntimeError(f"Ray Train run {tracking.name} ended without a checkpoint")
         trained = _collect(result.checkpoint, Path(out_dir), evaluate, plan, time.perf_counter() - t0)
-        trained.wandb = wb.finish(trained, baselines() if baselines else {}, trial=hook is not None)
+        trained.wandb = wb.finish(trained, _baselines(baselines), trial=hook is not None)
     release_ray_storage(home, tracking.name)
     return trained
+
+
+def _baselines(scored: Callable[[], dict] | None) -> dict:
+    """The baselines' metrics for the W&B summary; none when they failed (the caller, which waits for them
+    too, reports that failure where it belongs)."""
+    try:
+        return scored() if scored else {}
+    except Exception:  # noqa: BLE001 - raised again by the pipeline's own wait for them
+        return {}
 
 
 def _collect(checkpoint, out_dir: Path, evaluate: bool, plan, seconds: float) -> Trained:

@@ -8,7 +8,8 @@ progress file (the same rows the console shows), and at the end takes the test m
 from the final checkpoint's files. A worker restarted from a checkpoint changes nothing here: the run never
 left this process, so it stays one offline directory with one id (rank 0 restarted had to open a second one).
 An epoch redone after a restart keeps the row W&B logged first (W&B's steps only go forward); history.json
-holds the redone one.
+holds the redone one. W&B failing (an online run that cannot reach its server) is a warning, not the run's
+failure: the run's results are in its directory either way.
 """
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ import threading
 from pathlib import Path
 
 from .. import tracking
+from ..progress import say
 from .job import Tracking, Trained
 
+CLOSE_WAIT_S = 30.0  # fit() raised while W&B still opens its run (online, unreachable): do not wait longer
 NICE = 10  # how far the W&B thread steps back (_yield_cpu)
 POLL_S = 0.1  # as tasks/progress.Follower: an epoch row reaches W&B at most this late
 
@@ -41,12 +44,12 @@ class DriverRun:
 
     def __enter__(self) -> DriverRun:
         if self.t.mode != "disabled":
+            tracking.env_defaults(self.home)  # here, before the thread: see tracking.env_defaults
             self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self._join()
-        if self.run is not None:  # not finished: fit raised
+        if self._join(CLOSE_WAIT_S) and self.run is not None:  # not finished: fit raised
             self.run.finish(exit_code=1)
             self.run = None
 
@@ -60,7 +63,7 @@ class DriverRun:
             while not self._stop.wait(POLL_S):
                 self._log_new()
             self._log_new()
-        except Exception as e:  # noqa: BLE001 - W&B never stops the training it tracks; finish() re-raises
+        except Exception as e:  # noqa: BLE001 - W&B never stops the training it tracks; finish() warns
             self.error = e
 
     def _log_new(self) -> None:
@@ -78,17 +81,25 @@ class DriverRun:
                     self.run.log(row, step=row["epoch"])
                     self._step = row["epoch"]
 
-    def _join(self) -> None:
+    def _join(self, timeout: float | None = None) -> bool:
+        """Stop following the progress file; False when the thread is still busy after `timeout`."""
         self._stop.set()
         if self._thread.ident is not None:  # started
-            self._thread.join()
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def finish(self, trained: Trained, baselines: dict | None = None, trial: bool = False) -> dict:
         """The summary (test metrics, baselines, best epoch, why it stopped; a trial's state), the plots the
         evaluation drew, wandb.json beside the run's files; the run closed. Returns what wandb.json holds."""
         self._join()
         if self.error is not None:
-            raise self.error
+            say(f"warning: W&B: {type(self.error).__name__}: {self.error}; run {self.t.name} is not tracked "
+                f"(its metrics, plots and history are in its directory)")
+            if self.run is not None:
+                with contextlib.suppress(Exception):
+                    self.run.finish(exit_code=1)
+            self.run = None
+            return {"mode": self.t.mode, "run_dir": None}
         if self.run is None:
             return {"mode": "disabled", "run_dir": None}
         run, progress = self.run, trained.progress

@@ -65,3 +65,20 @@ def test_disabled_opens_nothing_and_writes_no_file(tmp_path):
         info = wb.finish(Trained(tmp_path, {}, Progress(stopped="done")), trial=True)
     assert info == {"mode": "disabled", "run_dir": None} and not (tmp_path / "wandb.json").exists()
     assert not (tmp_path / "wandb").exists()
+
+
+def test_w_and_b_failing_is_a_warning_not_the_runs_failure(tmp_path, capsys):
+    """W&B refusing the run (here its own check of the mode) leaves a trained run untracked, said once."""
+    with DriverRun(Tracking("p", "no-such-mode", "r4", "g4"), {}, tmp_path, None) as wb:
+        info = wb.finish(Trained(tmp_path, {}, Progress(stopped="done")))
+    assert info == {"mode": "no-such-mode", "run_dir": None} and not (tmp_path / "wandb.json").exists()
+    err = capsys.readouterr().err
+    assert err.count("warning: W&B:") == 1 and "run r4 is not tracked" in err
+
+
+def test_baselines_that_failed_leave_the_summary_without_them():
+    """The pipeline's own wait for them raises their error; the W&B summary does without."""
+    from tasks.train.ray_train import _baselines
+
+    assert _baselines(None) == {} and _baselines(lambda: {"baseline/x/accuracy": 0.5}) == {"baseline/x/accuracy": 0.5}
+    assert _baselines(lambda: 1 / 0) == {}
