@@ -30,6 +30,8 @@ from tasks.spec import Spec, validate  # noqa: E402
 from tasks.train import Tracking, Trained  # noqa: E402
 from tasks.train.state import diverged_message  # noqa: E402
 
+BASELINES_WAIT_S = 30.0  # training failed: how long its flow still waits for the baselines' task run to end
+
 
 @task(name="train")
 def train_task(spec: Spec, prepared: Prepared, stage: str, home: str, run_id: str, wandb_mode: str,
@@ -70,8 +72,11 @@ def pipeline(spec: dict, run_id: str | None = None) -> dict:
     timings["preprocess_wait_s"] = time.perf_counter() - t0 - timings["ray_start_s"]
     scored = baselines_task.submit(spec_obj, prepared)  # on Dask while Ray Train trains: only the end needs them
     with new_run(home, spec_obj.name, run_id) as stage:
-        # a future's bound method, not the future: Prefect would wait for a future argument before the task starts
-        trained = train_task(spec_obj, prepared, str(stage), str(home), run_id, wandb_mode, scored.result)
+        try:  # a future's bound method, not the future: Prefect would wait for a future argument before the task
+            trained = train_task(spec_obj, prepared, str(stage), str(home), run_id, wandb_mode, scored.result)
+        except Exception:
+            scored.wait(BASELINES_WAIT_S)  # let their task run end (not left Running in Prefect's API)
+            raise
         t1 = time.perf_counter()
         baselines = scored.result()
         timings["baselines_s"] = time.perf_counter() - t1  # what training left to wait for
