@@ -51,6 +51,21 @@ def format_row(prefix: str, row: dict, epochs: int) -> str:
     return f"{prefix} epoch {row['epoch']:>3}/{epochs}  {shown}  ({row.get('epoch_seconds', 0):.1f}s)"
 
 
+def read_new(path: Path, pos: int) -> tuple[list[dict], int]:
+    """The complete records appended to a progress file after byte `pos`, and where the next read starts (a line
+    still being written waits for the next read); none while the file is missing."""
+    records = []
+    try:
+        with open(path) as f:
+            f.seek(pos)
+            while (line := f.readline()).endswith("\n"):
+                pos = f.tell()
+                records.append(json.loads(line))
+    except FileNotFoundError:
+        pass
+    return records, pos
+
+
 class Follower:
     """Prints each new record of a progress file on stderr until stopped."""
 
@@ -73,19 +88,11 @@ class Follower:
         self.path.unlink(missing_ok=True)
 
     def _drain(self):
-        try:
-            with open(self.path) as f:
-                f.seek(self._pos)
-                while line := f.readline():
-                    if not line.endswith("\n"):
-                        break
-                    self._pos = f.tell()
-                    record = json.loads(line)
-                    text = f"note: {record['text']}" if record.get("kind") == "note" else self.render(record)
-                    if text:
-                        say(text, self.out)
-        except FileNotFoundError:
-            pass
+        records, self._pos = read_new(self.path, self._pos)
+        for record in records:
+            text = f"note: {record['text']}" if record.get("kind") == "note" else self.render(record)
+            if text:
+                say(text, self.out)
 
     def _run(self):
         while not self._stop.is_set():

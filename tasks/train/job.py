@@ -38,13 +38,12 @@ class Tracking:
 
 @dataclass
 class TrainJob:
-    """One training run: the spec (as JSON, re-validated on the worker), the fitted preprocessor,
-    where to write, how it is tracked, an optional per-epoch hook (a sweep trial's pruner)."""
+    """One training run as its workers see it: the spec (as JSON, re-validated on the worker), the fitted
+    preprocessor, which splits it scores, where rank 0 appends its epochs, an optional per-epoch hook (a sweep
+    trial's pruner). W&B is the driver's (tasks/train/wandb_run.py)."""
 
     spec_json: dict
     preprocessor: Preprocessor
-    home: str
-    tracking: Tracking
     has_val: bool
     evaluate: bool = True
     threads: int = 1

@@ -131,7 +131,7 @@ def train_on_ray(spec: Spec, prepared: Prepared, out_dir: Path, home: Path, trac
     splits = ["train"] + ["val"] * has_val + ["test"] * evaluate
     held = tuple(s for s in splits if prepared.preprocessor.counts.get(s) and _small(prepared.path(s)))
     streamed = [s for s in splits if s not in held]
-    job = TrainJob(spec.model_dump(mode="json"), prepared.preprocessor, str(home), tracking, has_val,
+    job = TrainJob(spec.model_dump(mode="json"), prepared.preprocessor, has_val,
                    evaluate=evaluate, threads=max(1, int(plan.cpu)), progress_path=progress_path, hook=hook,
                    tables=_held_tables(prepared, held))
     storage = claim_ray_storage(home, tracking.name).parent  # a killed run's folder goes with the next command

@@ -21,7 +21,7 @@ import threading
 from pathlib import Path
 
 from .. import tracking
-from ..progress import say
+from ..progress import read_new, say
 from .job import Tracking, Trained
 
 CLOSE_WAIT_S = 30.0  # fit() raised while W&B still opens its run (online, unreachable): do not wait longer
@@ -69,17 +69,14 @@ class DriverRun:
     def _log_new(self) -> None:
         """Each complete epoch row appended since the last look, in order; an epoch at or below the last logged
         (redone after a worker restart) is skipped."""
-        if self.path is None or not self.path.exists():
+        if self.path is None:
             return
-        with open(self.path) as f:
-            f.seek(self._pos)
-            while (line := f.readline()).endswith("\n"):
-                self._pos = f.tell()
-                record = json.loads(line)
-                row = record.get("row") if record.get("kind") == "epoch" else None
-                if row and row["epoch"] > self._step:
-                    self.run.log(row, step=row["epoch"])
-                    self._step = row["epoch"]
+        records, self._pos = read_new(self.path, self._pos)
+        for record in records:
+            row = record.get("row") if record.get("kind") == "epoch" else None
+            if row and row["epoch"] > self._step:
+                self.run.log(row, step=row["epoch"])
+                self._step = row["epoch"]
 
     def _join(self, timeout: float | None = None) -> bool:
         """Stop following the progress file; False when the thread is still busy after `timeout`."""
