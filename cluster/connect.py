@@ -165,6 +165,8 @@ def dask_runner_kwargs(settings: Settings) -> dict:
 
         # the cluster's certificate (CONDUCTOR_DASK_TLS, from the profile), or dask's own distributed.comm.tls settings
         return {"address": settings.dask_address, "client_kwargs": {"security": security(settings.dask_tls)}}
+    # no dashboard: nobody could find its random port, and it imported bokeh (~0.5 s of every command's CPU); the
+    # scheduler's HTTP server (health, metrics) always starts, here on a random loopback port (None binds 8787)
     return {"cluster_kwargs": {"processes": False, "n_workers": 1, "threads_per_worker": max(2, os.cpu_count() or 2),
-                               "dashboard_address": ":0",  # None still binds 8787
+                               "dashboard_address": "127.0.0.1:0", "scheduler_kwargs": {"dashboard": False},
                                "local_directory": str(settings.home / ".dask")}}  # its spill space, not /tmp

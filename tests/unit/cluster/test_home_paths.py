@@ -22,6 +22,30 @@ def test_the_embedded_dask_spills_under_the_home(tmp_path, monkeypatch):
     assert dask_runner_kwargs(s)["cluster_kwargs"]["local_directory"] == str(s.home / ".dask")
 
 
+def test_the_embedded_dask_has_no_dashboard_and_listens_on_loopback(tmp_path, monkeypatch):
+    """Its scheduler's HTTP server (always started) on a loopback port, without Bokeh's dashboard, which nobody
+    could find on its random port and which cost every command ~0.5 s of imports."""
+    import urllib.error
+    import urllib.request
+
+    from distributed import LocalCluster
+
+    monkeypatch.setenv("CONDUCTOR_HOME", str(tmp_path / "runs"))
+    monkeypatch.delenv("CONDUCTOR_DASK_ADDRESS", raising=False)
+    with LocalCluster(**dask_runner_kwargs(load_settings())["cluster_kwargs"]) as cluster:
+        http = cluster.scheduler.http_server
+        hosts = {sock.getsockname()[0] for sock in http._sockets.values()}
+        port = next(iter(http._sockets.values())).getsockname()[1]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
+            assert r.status == 200
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=5)
+            status = 200
+        except urllib.error.HTTPError as e:
+            status = e.code
+    assert hosts == {"127.0.0.1"} and status == 404
+
+
 def test_prefect_and_matplotlib_write_under_the_home_unless_told(tmp_path):
     """`conductor` outside make (no PREFECT_HOME, no MPLCONFIGDIR): both land under CONDUCTOR_HOME; a user's
     own ~/.prefect (a profile with an API URL or a Cloud key) stays in use."""
