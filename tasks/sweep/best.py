@@ -58,8 +58,10 @@ def register_best(spec: Spec, prepared: Prepared, study_name: str, storage_url: 
         torch.save(model.state_dict(), stage / "model.pt")
         plots = _plots(study, stage / "sweep", drawn)
         (stage / "sweep.json").write_text(json.dumps(info, indent=2))
-        if baselines is None:
-            baselines = score_baselines(prepared, prep, spec)
+        if baselines is None:  # scored by the worker that drew the plots, else here
+            baselines = plots.get("baselines")
+            if baselines is None:
+                baselines = score_baselines(prepared, prep, spec)
         extra = {f"best/{spec.sweep.metric}": best.value, **baselines}
         metrics = register(stage, spec_t, prep, progress, result["metrics"], extra_metrics=extra,
                            extra_html={"sweep": plots["html"]})

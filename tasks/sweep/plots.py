@@ -19,10 +19,11 @@ PLOTS = {
 }
 
 
-def draw_on(workers: list, name: str, study: str, storage_url: str, home: str) -> tuple:
+def draw_on(workers: list, name: str, study: str, storage_url: str, home: str, baselines_of: tuple | None = None) -> tuple:
     """(the worker that registers, (folder, Ray ref) or None): Optuna's plots (~0.7 s) drawn by another warm
     worker into a staged folder while the registering one scores the best trial on test (tasks/sweep/best.py
-    moves the folder into the run). Each role costs imports the first time in a process: drawing scikit-learn
+    moves the folder into the run); `baselines_of` (prepared, spec): the drawer scores the baselines too
+    (TrialWorker.study_plots). Each role costs imports the first time in a process: drawing scikit-learn
     (Optuna's importance plot), plotly and matplotlib, ~1.3 s; registering torch's evaluation modules and
     matplotlib, ~0.5 s. The roles go where those are loaded already (`TrialWorker.roles`: a worker kept from an
     earlier sweep; drawing also the one that warmed up while the last trial ran), drawing first; else in order."""
@@ -34,7 +35,7 @@ def draw_on(workers: list, name: str, study: str, storage_url: str, home: str) -
     score = lambda drawer, registrar: 2 * drawer[0] + registrar[1]  # noqa: E731 - drawing costs the most
     registrar, drawer = (workers[1], workers[0]) if score(a, b) > score(b, a) else workers[:2]
     folder = Path(home) / name / f"{PREFIX}plots-{os.getpid()}-{secrets.token_hex(4)}"
-    return registrar, (str(folder), drawer.study_plots.remote(study, storage_url, str(folder)))
+    return registrar, (str(folder), drawer.study_plots.remote(study, storage_url, str(folder), baselines_of))
 
 
 def plotting():

@@ -94,7 +94,9 @@ class WarmPool:
 
         from .plots import draw_on
 
-        registrar, drawn = draw_on(self.actors, args[0].name, *args[2:5])
+        spec, prepared = args[:2]
+        registrar, drawn = draw_on(self.actors, spec.name, *args[2:5],
+                                   baselines_of=(prepared, spec) if baselines is None else None)
         return ray.get(registrar.register_best.remote(*args, drawn, baselines), timeout=timeout)
 
     def close(self) -> list[str]:

@@ -189,13 +189,21 @@ class TrialWorker:
         self.registered = True
         return register_best(spec, prepared, study, storage_url, Path(home), wandb_mode, run_id, drawn, baselines)
 
-    def study_plots(self, study: str, storage_url: str, out_dir: str) -> dict:
-        """Optuna's plots of the study into out_dir, drawn here while another worker scores the best trial."""
+    def study_plots(self, study: str, storage_url: str, out_dir: str, baselines_of: tuple | None = None) -> dict:
+        """Optuna's plots of the study into out_dir, drawn here while another worker scores the best trial on test;
+        `baselines_of` (prepared, spec): then also the baselines' test metrics ("baselines"), scored here because
+        drawing has scikit-learn loaded (Optuna's importance plot) and the sweep's own process never imports it."""
         from .plots import study_plots
 
         loaded = optuna.load_study(study_name=study, storage=make_storage(storage_url, heartbeat=False))
         self.drew = True
-        return study_plots(loaded, Path(out_dir), as_name="sweep")
+        drawn = study_plots(loaded, Path(out_dir), as_name="sweep")
+        if baselines_of is not None:
+            from ..evaluate import score_baselines
+
+            prepared, spec = baselines_of
+            drawn["baselines"] = score_baselines(prepared, prepared.preprocessor, spec)
+        return drawn
 
     def warm_up(self) -> None:
         """Called on the first worker left idle at a sweep's end while no worker has drawn a study's plots yet,

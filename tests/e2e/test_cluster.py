@@ -130,6 +130,8 @@ def check_sweep(summary: dict, study: optuna.Study) -> None:
         assert (run_dir / name).is_file(), name
     assert json.loads((run_dir / "sweep.json").read_text())["best"]["trial"] == summary["best"]["trial"]
     assert "optimization history" in (run_dir / "report.html").read_text()
+    registered = json.loads((run_dir / "metrics.json").read_text())  # the baselines: scored by the worker that drew
+    assert 0.0 < registered["baseline/majority/accuracy"] < registered["baseline/logistic/accuracy"] <= 1.0
 
 
 # ---------------------------------------------------------------- no open door: every listening socket refuses

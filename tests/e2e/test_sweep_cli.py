@@ -93,7 +93,7 @@ def test_kill_9_then_resume_finishes_exactly(tmp_path):
     assert summary["trials"]["failed"] == 1
     assert Path(summary["run_dir"]).is_dir()
     registered = json.loads((Path(summary["run_dir"]) / "metrics.json").read_text())
-    assert registered == summary["metrics"]  # the baselines, scored on Dask during the trials, beside the model's
+    assert registered == summary["metrics"]  # the baselines (scored by the one warm worker), beside the model's
     assert 0.0 < registered["baseline/majority/accuracy"] < registered["baseline/logistic/accuracy"] <= 1.0
 
 

@@ -241,7 +241,7 @@ def test_roles_go_to_the_workers_that_loaded_what_they_import(engines, home):
         def roles(self) -> tuple[bool, bool]:
             return self.loaded
 
-        def study_plots(self, study: str, url: str, folder: str) -> dict:
+        def study_plots(self, study: str, url: str, folder: str, baselines_of=None) -> dict:
             return {"drew before": self.loaded[0]}
 
     fresh, drew, other = Worker.remote(False, False), Worker.remote(True, False), Worker.remote(False, False)
