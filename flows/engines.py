@@ -41,9 +41,10 @@ class EarlyStart:
         self.timings: dict[str, float] = {}
         self.errors: list[BaseException] = []
         self.thread = None
+        # the server first: it starts on the core this process leaves idle while it imports Ray (~0.3 s)
+        server = None if prefect_api_configured() else PrefectServer()
         shared_imports()
-        if not prefect_api_configured():
-            server = PrefectServer()
+        if server is not None:
             self.thread = threading.Thread(target=self._prefect, args=(server,), daemon=True, name="prefect-api-start")
             self.thread.start()
         self.loader = threading.Thread(target=self._preload, args=(preload,), daemon=True, name="preload")
