@@ -44,7 +44,8 @@ def optimize_task(spec: Spec, prepared: Prepared, study: str, storage_url: str, 
 def register_best_task(spec: Spec, prepared: Prepared, study: str, storage_url: str, wandb_mode: str,
                        run_id: str | None = None, baselines: dict | None = None) -> dict:
     """Evaluate the best trial's weights on the test split and register them as a run directory; `baselines`:
-    their test metrics, scored on Dask meanwhile (baselines_task)."""
+    their test metrics when scored on Dask meanwhile (Ray Train trials), else None: the warm worker that draws
+    the study's plots scores them (tasks/sweep/pool.py)."""
     from tasks.sweep.pool import kept
 
     home = load_settings().home

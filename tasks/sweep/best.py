@@ -76,7 +76,7 @@ def _plots(study: optuna.Study, out: Path, drawn: tuple | None) -> dict:
         try:
             import ray
 
-            result = ray.get(ref, timeout=120)
+            result = ray.get(ref, timeout=300)  # the drawing, and the baselines when asked for
             os.replace(folder, out)
             return result
         except Exception:  # noqa: BLE001 - the drawing worker died or failed: they are drawn here instead

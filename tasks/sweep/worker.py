@@ -202,7 +202,10 @@ class TrialWorker:
             from ..evaluate import score_baselines
 
             prepared, spec = baselines_of
-            drawn["baselines"] = score_baselines(prepared, prepared.preprocessor, spec)
+            try:
+                drawn["baselines"] = score_baselines(prepared, prepared.preprocessor, spec)
+            except Exception:  # noqa: BLE001 - the plots stand; the registering worker scores them, raising there
+                pass
         return drawn
 
     def warm_up(self) -> None:

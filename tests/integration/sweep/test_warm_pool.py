@@ -198,7 +198,8 @@ def test_kept_workers_serve_the_next_sweep_and_hold_no_cpu_between(engines, home
 
 def test_the_study_plots_drawn_by_another_worker_move_into_the_run(engines, home):
     """Registration takes Optuna's plots drawn by a second warm worker (a staged folder, moved into the run
-    directory); when that worker fails, the registering one draws them, and the staged folder goes."""
+    directory) with the baselines it scored; when that worker fails, the registering one draws them (and, having
+    none, scores the baselines itself: tasks/sweep/best.py), and the staged folder goes."""
     import importlib
 
     import ray
@@ -214,7 +215,8 @@ def test_the_study_plots_drawn_by_another_worker_move_into_the_run(engines, home
     def draw(folder: str, fail: bool) -> dict:
         if fail:
             raise RuntimeError("the drawing worker failed")
-        return study_plots(optuna.load_study(study_name="drawn", storage=url), Path(folder), as_name="sweep")
+        drawn = study_plots(optuna.load_study(study_name="drawn", storage=url), Path(folder), as_name="sweep")
+        return {**drawn, "baselines": {"baseline/majority/accuracy": 0.1}}
 
     for fail in (False, True):
         folder, run = home / "x" / f".tmp-plots-{os.getpid()}-{int(fail)}", home / f"run{int(fail)}"
@@ -223,6 +225,7 @@ def test_the_study_plots_drawn_by_another_worker_move_into_the_run(engines, home
         assert not folder.exists()
         assert (run / "sweep" / "optimization_history.png").is_file() and "sweep/optimization_history.html" in plots["html"]
         assert plots["png"][0].startswith("sweep/")
+        assert plots.get("baselines") == (None if fail else {"baseline/majority/accuracy": 0.1})
 
 
 def test_roles_go_to_the_workers_that_loaded_what_they_import(engines, home):
