@@ -44,8 +44,8 @@ def optimize_task(spec: Spec, prepared: Prepared, study: str, storage_url: str, 
 def register_best_task(spec: Spec, prepared: Prepared, study: str, storage_url: str, wandb_mode: str,
                        run_id: str | None = None, baselines: dict | None = None) -> dict:
     """Evaluate the best trial's weights on the test split and register them as a run directory; `baselines`:
-    their test metrics when scored on Dask meanwhile (Ray Train trials), else None: the warm worker that draws
-    the study's plots scores them (tasks/sweep/pool.py)."""
+    their test metrics when scored on Dask meanwhile (a cluster's Dask, or Ray Train trials), else None: the warm
+    worker that draws the study's plots scores them (tasks/sweep/pool.py)."""
     from tasks.sweep.pool import kept
 
     home = load_settings().home
@@ -86,10 +86,13 @@ def sweep_flow(spec: dict, study: str | None = None, trials: int | None = None, 
     parallel, note = fit_parallel(parallel or spec_obj.sweep.parallel, ray_resources()[0])
     if note:
         say(f"note: {note}")
-    # the baselines: scored by the warm worker that draws Optuna's plots (scikit-learn is loaded there for the
-    # importance plot) beside the best trial's evaluation; for Ray Train trials, on Dask while the trials run.
-    # On Dask in this process (the embedded default) they cost ~1.9 s of CPU while the warm workers start.
-    baselines = None if is_warm(spec_obj, parallel)[0] else baselines_task.submit(spec_obj, prepared)
+    # the baselines: on a cluster's Dask while the trials run (another process, scikit-learn loaded there; it also
+    # keeps that Dask worker warm for the next command's preprocessing, ~1.3 s when it is not). On the embedded
+    # Dask they would run in this process (~1.9 s of CPU, scikit-learn's import, while the warm workers start):
+    # there a sweep on warm workers has them scored by the worker that draws Optuna's plots (scikit-learn is
+    # loaded there for the importance plot), beside the best trial's evaluation.
+    drawer_scores = is_warm(spec_obj, parallel)[0] and not settings.dask_address
+    baselines = None if drawer_scores else baselines_task.submit(spec_obj, prepared)
     try:
         outcome = optimize_task(spec_obj, prepared, study_name, storage_url, n_trials, parallel, resume, wandb_mode)
         c, timings = outcome["counts"], {**timings, **outcome["timings"]}

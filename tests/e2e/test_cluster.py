@@ -130,7 +130,7 @@ def check_sweep(summary: dict, study: optuna.Study) -> None:
         assert (run_dir / name).is_file(), name
     assert json.loads((run_dir / "sweep.json").read_text())["best"]["trial"] == summary["best"]["trial"]
     assert "optimization history" in (run_dir / "report.html").read_text()
-    registered = json.loads((run_dir / "metrics.json").read_text())  # the baselines: scored by the worker that drew
+    registered = json.loads((run_dir / "metrics.json").read_text())  # the baselines, scored on the cluster's Dask
     assert 0.0 < registered["baseline/majority/accuracy"] < registered["baseline/logistic/accuracy"] <= 1.0
 
 
