@@ -228,6 +228,24 @@ def test_the_study_plots_drawn_by_another_worker_move_into_the_run(engines, home
         assert plots.get("baselines") == (None if fail else {"baseline/majority/accuracy": 0.1})
 
 
+def test_the_drawing_worker_scores_the_baselines_beside_the_plots(home):
+    """On the embedded Dask a warm sweep's baselines come from the worker that draws the study's plots
+    (TrialWorker.study_plots, here called in this process): the same metrics as scoring them directly."""
+    from tasks.evaluate import score_baselines
+    from tasks.sweep.worker import TrialWorker
+
+    ctx = context(home, "scored")
+    study = optuna.create_study(study_name="scored", storage=make_storage(ctx.storage_url, heartbeat=False),
+                                direction="maximize")
+    study.optimize(lambda t: t.suggest_float("lr", 1e-4, 1e-1, log=True), n_trials=3)
+    worker = TrialWorker(str(home), {"mode": "disabled"})
+    drawn = worker.study_plots("scored", ctx.storage_url, str(home / "scored-plots"), (ctx.prepared, ctx.spec))
+    assert (home / "scored-plots" / "optimization_history.png").is_file()
+    assert drawn["baselines"] == score_baselines(ctx.prepared, ctx.prepared.preprocessor, ctx.spec)
+    assert 0.0 < drawn["baselines"]["baseline/majority/accuracy"] < drawn["baselines"]["baseline/logistic/accuracy"]
+    assert "baselines" not in worker.study_plots("scored", ctx.storage_url, str(home / "scored-plots-2"))
+
+
 def test_roles_go_to_the_workers_that_loaded_what_they_import(engines, home):
     """Kept or warmed-up workers keep their roles: the one that drew the plots (scikit-learn and matplotlib
     loaded) draws again, the one that registered registers; one that warmed up for both draws; a fresh pair
