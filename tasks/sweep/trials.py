@@ -20,7 +20,7 @@ from .job import TrialJob
 from .live import Live
 from .objective import SweepContext
 from .space import suggest, trial_spec
-from .storage import DONE, HEARTBEAT_S, Heartbeats, counts, fail_stale
+from .storage import HEARTBEAT_S, Heartbeats, counts, fail_stale, set_user_attrs, taken
 
 if TYPE_CHECKING:
     from .pool import WarmPool
@@ -112,17 +112,14 @@ def _dispatch(ctx: SweepContext, raw: dict, study: optuna.Study, n_trials: int, 
     return need, started
 
 
-def _place(trial, spot: dict) -> None:
-    trial.set_user_attr("node_id", spot["node_id"])
-    trial.set_user_attr("worker_pid", spot["pid"])  # a warm worker kept across sweeps shows up again
+def _place(trial, spot: dict) -> None:  # worker_pid: a warm worker kept across sweeps shows up again
+    set_user_attrs(trial, {"node_id": spot["node_id"], "worker_pid": spot["pid"]})
 
 
 def surplus(study: optuna.Study, trial: optuna.trial.Trial, n_trials: int) -> bool:
     """Two processes that ask at the same moment could both take the last slot: the trial with the higher
     number gives way (failed as surplus, never run), so the study ends with exactly n_trials finished."""
-    ahead = sum(1 for t in study.get_trials(deepcopy=False)
-                if t.state in DONE or t.state == optuna.trial.TrialState.RUNNING and t.number < trial.number)
-    if ahead < n_trials:
+    if taken(study, trial.number) < n_trials:
         return False
     study._storage.set_trial_system_attr(trial._trial_id, "fail_reason", f"surplus: {n_trials} trials were taken")
     study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -171,9 +168,8 @@ def _tell(res: dict, trial, params: dict, ctx: SweepContext, study: optuna.Study
         _place(trial, res)
     placed.discard(trial._trial_id)
     prog = res["progress"]
-    trial.set_user_attr("epochs", prog["epoch"])
-    trial.set_user_attr("best_epoch", prog["best_epoch"])
-    trial.set_user_attr("wandb_run_dir", res["wandb_run_dir"])
+    set_user_attrs(trial, {"epochs": prog["epoch"], "best_epoch": prog["best_epoch"],
+                           "wandb_run_dir": res["wandb_run_dir"]})
     if res["state"] == "pruned":
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         why = f"diverged ({prog['diverged']})" if prog.get("diverged") else f"pruned after {prog['epoch']} epochs"
