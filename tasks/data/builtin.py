@@ -1,6 +1,8 @@
 """Builtin data sets: the files scikit-learn and statsmodels ship, and a seeded generator (`builtin:synthetic`)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from ..errors import UserError
@@ -14,10 +16,7 @@ SYNTHETIC_KEYS = {"rows", "features", "informative", "classes", "weights", "nois
 def builtin_frame(name: str, task: str, options: dict | None = None) -> pd.DataFrame:
     """A builtin data set as pandas: scikit-learn's and statsmodels' bundled files, or a generator."""
     if name == "digits":
-        from sklearn.datasets import load_digits
-
-        b = load_digits(as_frame=True)
-        return b.frame.rename(columns={"target": "label"})
+        return digits_frame()
     if name == "breast_cancer":
         from sklearn.datasets import load_breast_cancer
 
@@ -44,6 +43,28 @@ def builtin_frame(name: str, task: str, options: dict | None = None) -> pd.DataF
     if name == "synthetic":
         return synthetic_frame(task, options or {})
     raise UserError(f"data.source: unknown builtin {name!r}")
+
+
+def digits_frame() -> pd.DataFrame:
+    """scikit-learn's digits as `load_digits(as_frame=True).frame` gives them (tests/unit/data/test_builtin_digits.py
+    compares the two), read from the file scikit-learn ships without importing scikit-learn: that import is ~1 s of
+    a command's start here, in the checks that run before any engine on one core, and a sweep needs it nowhere else
+    in its own process."""
+    import gzip
+    import importlib.util
+
+    sklearn = importlib.util.find_spec("sklearn")  # finds the package without importing it
+    path = next((Path(d) / "datasets" / "data" / "digits.csv.gz" for d in (sklearn.submodule_search_locations or [])
+                 ), None) if sklearn else None
+    if path is None or not path.is_file():  # a scikit-learn that keeps it elsewhere: its own loader
+        from sklearn.datasets import load_digits
+
+        return load_digits(as_frame=True).frame.rename(columns={"target": "label"})
+    with gzip.open(path, "rt") as f:
+        data = np.loadtxt(f, delimiter=",")
+    frame = pd.DataFrame(data[:, :-1], columns=[f"pixel_{r}_{c}" for r in range(8) for c in range(8)])
+    frame["label"] = data[:, -1].astype(int)
+    return frame
 
 
 def synthetic_frame(task: str, options: dict) -> pd.DataFrame:
