@@ -60,7 +60,7 @@ def digits_frame() -> pd.DataFrame:
         from sklearn.datasets import load_digits
 
         return load_digits(as_frame=True).frame.rename(columns={"target": "label"})
-    with gzip.open(path, "rt") as f:
+    with gzip.open(path, "rt", encoding="utf-8") as f:
         data = np.loadtxt(f, delimiter=",")
     frame = pd.DataFrame(data[:, :-1], columns=[f"pixel_{r}_{c}" for r in range(8) for c in range(8)])
     frame["label"] = data[:, -1].astype(int)

@@ -94,43 +94,51 @@ def _rdb(storage) -> optuna.storages.RDBStorage | None:
     """The RDB storage under a study's (Optuna wraps it in a cache), if Optuna's internals used here are there;
     None: the public API's slower path."""
     backend = getattr(storage, "_backend", storage)
-    if isinstance(backend, optuna.storages.RDBStorage) and hasattr(backend, "_set_trial_attr_without_commit"):
-        return backend
-    return None
+    if not isinstance(backend, optuna.storages.RDBStorage) or not hasattr(backend, "_set_trial_attr_without_commit"):
+        return None
+    try:
+        from optuna.storages._rdb.models import TrialModel, TrialUserAttributeModel  # noqa: F401
+        from optuna.storages._rdb.storage import _create_scoped_session  # noqa: F401
+    except ImportError:
+        return None
+    return backend
 
 
 def _session(rdb: optuna.storages.RDBStorage):
-    """A session that commits at the end and rolls back on an error, as Optuna's own storage calls do."""
+    """A session that commits at the end and rolls back on an error (raised), as Optuna's own storage calls do."""
     from optuna.storages._rdb.storage import _create_scoped_session
 
-    return _create_scoped_session(rdb.scoped_session, True)
+    return _create_scoped_session(rdb.scoped_session)
 
 
-def _state_counts(study: optuna.Study, before_number: int | None = None) -> dict | None:
-    """{state: count} of the study's trials (only those numbered below `before_number`, if given), or None when
-    the storage is not an RDB storage."""
+def _state_counts(study: optuna.Study) -> dict | None:
+    """{state: count} of the study's trials, or None when the storage is not an RDB storage."""
     if (rdb := _rdb(study._storage)) is None:
         return None
     from optuna.storages._rdb.models import TrialModel
     from sqlalchemy import func
 
     with _session(rdb) as session:
-        q = session.query(TrialModel.state, func.count(TrialModel.trial_id)).filter(
-            TrialModel.study_id == study._study_id)
-        if before_number is not None:
-            q = q.filter(TrialModel.number < before_number)
-        return dict(q.group_by(TrialModel.state).all())
+        return dict(session.query(TrialModel.state, func.count(TrialModel.trial_id))
+                    .filter(TrialModel.study_id == study._study_id).group_by(TrialModel.state).all())
 
 
 def taken(study: optuna.Study, number: int) -> int:
     """The trials that count toward a sweep's n_trials ahead of trial `number`: every complete or pruned one, and the
-    running ones numbered below it."""
-    before = _state_counts(study, number)
-    if before is None:
+    running ones numbered below it. One statement: two could count a trial another process finishes in between
+    twice (running in one, finished in the other)."""
+    state = optuna.trial.TrialState
+    if (rdb := _rdb(study._storage)) is None:
         return sum(1 for t in study.get_trials(deepcopy=False)
-                   if t.state in DONE or t.state == optuna.trial.TrialState.RUNNING and t.number < number)
-    c = counts(study)
-    return c["complete"] + c["pruned"] + before.get(optuna.trial.TrialState.RUNNING, 0)
+                   if t.state in DONE or t.state == state.RUNNING and t.number < number)
+    from optuna.storages._rdb.models import TrialModel
+    from sqlalchemy import and_, func, or_
+
+    with _session(rdb) as session:
+        return session.query(func.count(TrialModel.trial_id)).filter(
+            TrialModel.study_id == study._study_id,
+            or_(TrialModel.state.in_(DONE), and_(TrialModel.state == state.RUNNING, TrialModel.number < number)),
+        ).scalar()
 
 
 def set_user_attrs(trial: optuna.trial.Trial, attrs: dict) -> None:

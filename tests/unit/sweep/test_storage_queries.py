@@ -9,7 +9,7 @@ import optuna
 import pytest
 
 from conftest import require_postgres
-from tasks.sweep.storage import DONE, counts, make_storage, set_user_attrs, taken
+from tasks.sweep.storage import DONE, _rdb, counts, make_storage, set_user_attrs, taken
 
 State = optuna.trial.TrialState
 
@@ -22,7 +22,9 @@ def _study(kind: str, tmp_path) -> optuna.Study:
     else:
         require_postgres()
         storage = make_storage("postgresql+psycopg2://postgres@127.0.0.1:5432/test", heartbeat=False)
-    return optuna.create_study(storage=storage, study_name=f"q-{uuid.uuid4().hex[:8]}")
+    study = optuna.create_study(storage=storage, study_name=f"q-{uuid.uuid4().hex[:8]}")
+    assert (_rdb(study._storage) is None) == (kind == "memory")  # the RDB shortcuts run where they should
+    return study
 
 
 def _fill(study: optuna.Study) -> list[optuna.trial.Trial]:
