@@ -53,9 +53,8 @@ def digits_frame() -> pd.DataFrame:
     import gzip
     import importlib.util
 
-    sklearn = importlib.util.find_spec("sklearn")  # finds the package without importing it
-    path = next((Path(d) / "datasets" / "data" / "digits.csv.gz" for d in (sklearn.submodule_search_locations or [])
-                 ), None) if sklearn else None
+    found = importlib.util.find_spec("sklearn")  # finds the package (its __init__.py) without importing it
+    path = Path(found.origin).parent / "datasets" / "data" / "digits.csv.gz" if found and found.origin else None
     if path is None or not path.is_file():  # a scikit-learn that keeps it elsewhere: its own loader
         from sklearn.datasets import load_digits
 
