@@ -25,7 +25,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip $(QUIET)
 	$(PY) -m pip install -q "$(TORCH)" $(QUIET)
 	$(PY) -m pip install -q -e ".[dev]" "$(TORCH)" $(QUIET)
-	$(PY) -c "import torch, ray, prefect, prefect_dask, dask.distributed, optuna, wandb, flows" && touch $(STAMP)
+	$(PY) -c "import torch, ray, prefect, prefect_dask, dask.distributed, optuna, wandb, flows"
+	$(PY) -c "from flows.engines import build_template; build_template()"  # a new home copies Prefect's database
+	touch $(STAMP)
 
 run: install ## run the main job: experiments/digits-cnn.yaml (SPEC=... overrides) end to end
 	$(VENV)/bin/conductor run $(SPEC)

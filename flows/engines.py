@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from cluster import prefect_db
 from cluster.connect import ensure_ray, quiet_env
 from cluster.settings import Settings
 
@@ -152,6 +153,8 @@ class PrefectServer:
         env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1",
                "PREFECT_SERVER_API_AUTH_STRING": auth, "PREFECT_SERVER_API_HOST": "127.0.0.1"}
         env.pop("PREFECT_API_URL", None)
+        self.db = prefect_db.database(env)
+        self.keep_db = prefect_db.seed(self.db)  # a new home's database from the template, when there is one
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect_dir.parent), "--factory",
              "prefect.server.api.server:create_app", "--fd", str(listener.fileno()),
@@ -180,7 +183,10 @@ class PrefectServer:
             try:
                 with urllib.request.urlopen(request, timeout=2) as r:
                     if r.status == 200:
-                        return time.perf_counter() - self.t0
+                        ready = time.perf_counter() - self.t0
+                        if self.keep_db:  # before this command writes its first flow run there
+                            prefect_db.keep(self.db)
+                        return ready
             except OSError:
                 pass
             time.sleep(0.1)
@@ -194,3 +200,31 @@ class PrefectServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def build_template() -> bool:
+    """One start of Prefect's API server on an empty PREFECT_HOME, for the database template it leaves behind
+    (cluster/prefect_db.py): `make install` runs it, so that even the first command in a new home copies its
+    database instead of running Prefect's migrations (~10 s of CPU here). False where no template was made;
+    never raises: without a template, Prefect migrates as before."""
+    import tempfile
+
+    tpl = prefect_db.template()
+    if tpl is None or tpl.is_file():
+        return tpl is not None
+    with tempfile.TemporaryDirectory(prefix="conductor-prefect-") as tmp:
+        os.environ["PREFECT_HOME"] = tmp
+        for var in (*prefect_db.URL_VARS, "PREFECT_API_URL"):
+            os.environ.pop(var, None)
+        quiet_env()
+        server = None
+        try:
+            server = PrefectServer()
+            server.wait()
+        except (OSError, RuntimeError) as e:
+            print(f"note: no Prefect database template ({e}); a new home's first command creates its database",
+                  file=sys.stderr)
+        finally:
+            if server is not None:
+                server.stop()
+    return tpl.is_file()

@@ -1,11 +1,13 @@
 """The Prefect API a command starts for itself (flows/engines.py PrefectServer): only its owner's requests are
-served (an auth string, fresh per command), and it never outlives the command, even one killed with -9."""
+served (an auth string, fresh per command), it never outlives the command, even one killed with -9, and in a
+new home it starts on a copy of the database template (cluster/prefect_db.py)."""
 from __future__ import annotations
 
 import base64
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -21,15 +23,20 @@ pytestmark = pytest.mark.e2e
 SCRIPT = """
 import json, os, sys, time
 import prefect  # imported before the server starts: its settings must still point at the server
-from flows.engines import PrefectServer
+from cluster import prefect_db
+from flows.engines import PrefectServer, build_template
+assert build_template(), "no Prefect database template"  # `make install` made it; else made here
 server = PrefectServer()
+seeded = server.db.is_file()  # the new home's database, copied from the template before the server started
 seconds = server.wait()
 from prefect.client.orchestration import get_client
 with get_client(sync_client=True) as client:  # this process's client: the server above, not one of its own
-    client.read_flows()
+    client.create_flow_from_name("written-to-the-copy")
+    flows = [f.name for f in client.read_flows()]
 print(json.dumps({"url": os.environ["PREFECT_API_URL"], "auth": os.environ["PREFECT_API_AUTH_STRING"],
                   "client_url": str(client.api_url), "own_server": "prefect.server.api.server" in sys.modules,
-                  "pid": server.proc.pid, "seconds": seconds}), flush=True)
+                  "pid": server.proc.pid, "seconds": seconds, "seeded": seeded, "flows": flows,
+                  "db": str(server.db), "template": str(prefect_db.template())}), flush=True)
 time.sleep(600)
 """
 
@@ -72,6 +79,12 @@ def test_embedded_api_answers_its_owner_only_and_dies_with_the_command(tmp_path)
         assert status(info["url"], None) == 401  # another user of the machine: refused
         assert status(info["url"], "someone-else") == 401
         assert status(info["url"], info["auth"]) == 200
+        # the database came from the template (cluster/prefect_db.py): the server took it, the flow went into
+        # the copy, never into the template
+        assert info["seeded"] and info["flows"] == ["written-to-the-copy"]
+        with sqlite3.connect(f"file:{info['template']}?mode=ro", uri=True) as c:
+            assert c.execute("SELECT count(*) FROM flow").fetchone() == (0,)
+            assert c.execute("SELECT count(*) FROM block_type").fetchone()[0] > 0
         print(f"embedded Prefect API up in {info['seconds']:.1f}s")
     finally:
         parent.send_signal(signal.SIGKILL)  # no atexit: the kernel's parent-death signal stops the server
