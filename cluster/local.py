@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import credentials, zombies
+from . import credentials, prefect_db, zombies
 from .connect import QUIET_ENV, ray_temp_dir
 from .dashboard import dashboard_answers
 from .processes import (
@@ -131,8 +131,7 @@ class LocalCluster:
                                                              "metrics_export", "runtime_env_agent", "node_manager",
                                                              "object_manager", "client")}
                      for role in ("head", "worker")}
-        prefect_url = f"http://{LOOPBACK}:{ports['prefect']}/api"
-        ray_address = f"{LOOPBACK}:{ports['ray']}"
+        prefect_url, ray_address = f"http://{LOOPBACK}:{ports['prefect']}/api", f"{LOOPBACK}:{ports['ray']}"
         dask_address = f"tls://{LOOPBACK}:{ports['dask']}"
         dashboard_url = f"https://{LOOPBACK}:{ports['dask_dashboard']}/status"
         storage = os.environ.get("CONDUCTOR_OPTUNA_STORAGE") or f"sqlite:///{home() / 'optuna.db'}"
@@ -163,6 +162,7 @@ class LocalCluster:
         server_env = {**self.env, **self.creds.prefect_server_env()}
         if os.environ.get("CONDUCTOR_PREFECT_DB"):
             server_env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = os.environ["CONDUCTOR_PREFECT_DB"]
+        prefect_db.seed(prefect_db.database(server_env))  # a new cluster's SQLite database from the template
         procs = {"prefect-server": self._spawn("prefect-server", [bin_path("prefect"), "server", "start", "--host",
                                                                   LOOPBACK, "--port", str(ports["prefect"])],
                                                env=server_env)}
