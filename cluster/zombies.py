@@ -6,6 +6,7 @@ no heartbeat (and no final state) came for SILENCE_S — Prefect's own recipe fo
 from __future__ import annotations
 
 import json
+import os
 import urllib.request
 
 HEARTBEAT_S = 30  # Prefect's floor
@@ -22,6 +23,12 @@ def automation() -> dict:
     """The automation as the server's REST API takes it (built with Prefect's own models)."""
     from datetime import timedelta
 
+    from .connect import home_env
+
+    # before Prefect loads its settings, which create PREFECT_HOME: `cluster up` made ~/.prefect here, and every
+    # later command then took it for the user's own Prefect set-up and kept its flow runs there, in any home
+    for k, v in home_env().items():
+        os.environ.setdefault(k, v)
     from prefect.client.schemas.objects import StateType
     from prefect.events.actions import ChangeFlowRunState
     from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture

@@ -63,3 +63,16 @@ def test_prefect_and_matplotlib_write_under_the_home_unless_told(tmp_path):
     assert shown(PREFECT_HOME="/elsewhere", MPLCONFIGDIR="/m") == ["/elsewhere", "/m"]  # the user's setting wins
     (tmp_path / "user" / ".prefect").mkdir(parents=True)
     assert shown(CONDUCTOR_HOME=str(h)) == ["-", str(h / ".matplotlib")]
+
+
+def test_cluster_up_loading_prefect_makes_no_prefect_home_outside_the_home(tmp_path):
+    """`cluster up` builds its zombie automation with Prefect's models (cluster/zombies.py), in a process that
+    starts no flow: Prefect's settings, loaded then, create PREFECT_HOME. It made ~/.prefect, and every later
+    command took that for the user's own Prefect set-up and kept its flow runs there, whatever its home."""
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_HOME"}
+    env.update(HOME=str(tmp_path / "user"), CONDUCTOR_HOME=str(tmp_path / "h"))
+    code = ("from cluster.zombies import automation; assert automation()['name']; "
+            "from prefect.settings import get_current_settings; print(get_current_settings().home)")
+    used = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
+                          cwd=ROOT).stdout.split()
+    assert used == [str(tmp_path / "h" / ".prefect")] and not (tmp_path / "user" / ".prefect").exists()
