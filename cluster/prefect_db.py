@@ -23,7 +23,9 @@ import sys
 from pathlib import Path
 
 DB_NAME = "prefect.db"  # Prefect's default: sqlite+aiosqlite:///${PREFECT_HOME}/prefect.db
-URL_VARS = ("PREFECT_API_DATABASE_CONNECTION_URL", "PREFECT_SERVER_DATABASE_CONNECTION_URL")
+# settings that put the server's database elsewhere (a URL, or Prefect's driver/host/name parts of one)
+DB_VARS = tuple(f"PREFECT_{scope}_DATABASE_{part}" for scope in ("API", "SERVER")
+                for part in ("CONNECTION_URL", "DRIVER", "HOST", "PORT", "USER", "NAME", "PASSWORD"))
 # the tables a new database holds rows in once its server answers; any other row makes the copy no template
 SEEDED = {"alembic_version", "block_type", "block_schema", "block_schema_reference"}
 
@@ -63,9 +65,10 @@ def template() -> Path | None:
 
 
 def database(env: dict[str, str] | None = None) -> Path | None:
-    """The server's default SQLite database under PREFECT_HOME, or None where a connection URL is set."""
+    """The server's default SQLite database under PREFECT_HOME, or None where the environment puts it elsewhere
+    (a database named in a Prefect profile or a prefect.toml instead: its server ignores the copy)."""
     env = os.environ if env is None else env
-    if any(env.get(k) for k in URL_VARS):
+    if any(env.get(k) for k in DB_VARS):
         return None
     return Path(env.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser() / DB_NAME
 
@@ -74,18 +77,21 @@ def seed(db: Path | None) -> bool:
     """Before the server starts: a missing database becomes a copy of the template when there is one. True when
     the server will create the database itself and no template exists: `keep(db)` once it answers."""
     tpl = template()
-    if db is None or tpl is None or db.exists():
-        return False
+    if db is None or tpl is None or db.exists() or db.with_name(db.name + "-wal").exists():
+        return False  # a journal left without its database is SQLite's to replay, not ours to pair with a copy
     if not tpl.is_file():
         return True
+    import shutil
+    import sqlite3
+
     tmp = db.with_name(f".{db.name}.{os.getpid()}.seed")
     try:
         db.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        import shutil
-
         shutil.copyfile(tpl, tmp)
+        with contextlib.closing(sqlite3.connect(f"{tmp.resolve().as_uri()}?mode=ro", uri=True)) as c:
+            c.execute("SELECT version_num FROM alembic_version").fetchone()  # a readable database at a revision
         os.link(tmp, db)  # only where no database exists now: never over one another server has open
-    except OSError:
+    except (OSError, sqlite3.Error):
         pass  # the server creates it, as without a template
     finally:
         with contextlib.suppress(OSError):
@@ -104,7 +110,8 @@ def keep(db: Path | None) -> bool:
     tmp = tpl.with_name(f".{tpl.name}.{os.getpid()}.tmp")
     try:
         tpl.parent.mkdir(parents=True, exist_ok=True)
-        src, dst = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5), sqlite3.connect(tmp)
+        src = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
+        dst = sqlite3.connect(tmp)
         try:
             src.backup(dst)
             dst.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
@@ -115,6 +122,8 @@ def keep(db: Path | None) -> bool:
             dst.close()
         if filled or "alembic_version" not in tables:
             return False
+        with open(tmp, "rb") as f:  # on disk before it is the template: a crash leaves the old one or none
+            os.fsync(f.fileno())
         tmp.replace(tpl)
         return True
     except (OSError, sqlite3.Error):

@@ -212,19 +212,25 @@ def build_template() -> bool:
     tpl = prefect_db.template()
     if tpl is None or tpl.is_file():
         return tpl is not None
+    saved = dict(os.environ)
+    server = None
     with tempfile.TemporaryDirectory(prefix="conductor-prefect-") as tmp:
-        os.environ["PREFECT_HOME"] = tmp
-        for var in (*prefect_db.URL_VARS, "PREFECT_API_URL"):
+        # a server of its own on an empty home: never the user's database (a URL, a profile naming one)
+        for var in (*prefect_db.DB_VARS, "PREFECT_API_URL", "PREFECT_API_AUTH_STRING", "PREFECT_PROFILE",
+                    "PREFECT_PROFILES_PATH"):
             os.environ.pop(var, None)
-        quiet_env()
-        server = None
+        os.environ["PREFECT_HOME"] = tmp
         try:
+            quiet_env()
             server = PrefectServer()
             server.wait()
-        except (OSError, RuntimeError) as e:
+        except Exception as e:  # noqa: BLE001 - without a template Prefect migrates, as before
             print(f"note: no Prefect database template ({e}); a new home's first command creates its database",
                   file=sys.stderr)
         finally:
             if server is not None:
                 server.stop()
+            PrefectServer.current = None
+            os.environ.clear()
+            os.environ.update(saved)  # the caller's settings, as they were
     return tpl.is_file()

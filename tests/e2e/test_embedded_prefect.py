@@ -70,7 +70,8 @@ def gone(pid: int, within: float) -> bool:
 
 
 def test_embedded_api_answers_its_owner_only_and_dies_with_the_command(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env = {k: v for k, v in os.environ.items()  # Prefect's own database in the new home, from the template
+           if not k.startswith(("PREFECT_API", "PREFECT_SERVER_DATABASE", "CONDUCTOR_PREFECT_TEMPLATES"))}
     env.update(PREFECT_HOME=str(tmp_path / "prefect"), CONDUCTOR_HOME=str(tmp_path / "runs"))
     parent = subprocess.Popen([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     try:

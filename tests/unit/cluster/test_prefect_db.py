@@ -1,6 +1,6 @@
 """cluster/prefect_db.py: a new PREFECT_HOME's database copied from a template, never over a database that
 exists, and a template only from a database that holds nothing but schema and block types (SQLite files here;
-tests/integration/flows/test_prefect_template.py starts Prefect's server on a copy)."""
+tests/e2e/test_embedded_prefect.py starts Prefect's server on a copy)."""
 import sqlite3
 from pathlib import Path
 
@@ -32,7 +32,7 @@ def rows(path: Path, table: str) -> list:
 def templates(tmp_path, monkeypatch) -> Path:
     folder = tmp_path / "templates"
     monkeypatch.setenv("CONDUCTOR_PREFECT_TEMPLATES", str(folder))
-    for var in prefect_db.URL_VARS:
+    for var in prefect_db.DB_VARS:
         monkeypatch.delenv(var, raising=False)
     return folder
 
@@ -68,6 +68,20 @@ def test_an_existing_database_is_never_replaced(templates, tmp_path):
 def test_no_template_for_a_configured_database_or_where_turned_off(templates, tmp_path, monkeypatch):
     assert prefect_db.database({"PREFECT_HOME": str(tmp_path)}) == tmp_path / "prefect.db"
     url = {"PREFECT_HOME": str(tmp_path), "PREFECT_SERVER_DATABASE_CONNECTION_URL": "postgresql+asyncpg://x/y"}
-    assert prefect_db.database(url) is None and prefect_db.seed(None) is False and prefect_db.keep(None) is False
+    driver = {"PREFECT_HOME": str(tmp_path), "PREFECT_SERVER_DATABASE_DRIVER": "postgresql+asyncpg"}
+    assert prefect_db.database(url) is None and prefect_db.database(driver) is None
+    assert prefect_db.seed(None) is False and prefect_db.keep(None) is False
     monkeypatch.setenv("CONDUCTOR_PREFECT_TEMPLATES", "")
     assert prefect_db.template() is None and prefect_db.seed(tmp_path / "c" / "prefect.db") is False
+
+
+def test_an_unreadable_template_or_a_stray_journal_leaves_the_database_to_prefect(templates, tmp_path):
+    fresh_db(tmp_path / "a" / "prefect.db")
+    assert prefect_db.keep(tmp_path / "a" / "prefect.db")
+    stray = tmp_path / "b" / "prefect.db"
+    stray.parent.mkdir()
+    stray.with_name("prefect.db-wal").write_bytes(b"a journal of a database that is gone")
+    assert prefect_db.seed(stray) is False and not stray.exists()
+    prefect_db.template().write_bytes(b"SQLite format 3\x00 and then nothing")  # cut short
+    assert prefect_db.seed(tmp_path / "c" / "prefect.db") is False and not (tmp_path / "c" / "prefect.db").exists()
+    assert not list((tmp_path / "c").glob(".*"))

@@ -46,7 +46,8 @@ def test_rows_as_rank_0_appends_them_then_the_summary_and_plots(tmp_path):
     assert "trial_state" not in s
     assert logged["config"]["model"]["name"] == "mlp" and logged["config"]["repro"]["commit"] == "abc"
     assert logged["group"] == "g1" and logged["state"] == "finished"
-    assert read_run(info["run_dir"], direct=False) == logged  # wandb-core called directly reads what `wandb` does
+    # wandb-core called directly (as read_run does) reads what the public `wandb leet inspect` command does
+    assert read_run(info["run_dir"], via="core") == read_run(info["run_dir"], via="cli") == logged
 
 
 def test_a_run_whose_training_raised_is_closed_as_failed(tmp_path):
