@@ -11,9 +11,10 @@ schema at its head revision and the block types it registers at start), as the t
 version; a later server whose PREFECT_HOME has no database starts from a copy, and Prefect's migration check at
 start finds it at head. The template lives in the Python environment (`<venv>/share/conductor`), beside the
 Prefect it was made by, and is only written inside a virtual environment (CONDUCTOR_PREFECT_TEMPLATES names
-another folder, or none when empty); `make install` makes it (flows/engines.py build_template). A copy that holds anything but the
-schema and block types (a flow run another command wrote meanwhile, an event) is not kept. Only for Prefect's
-default database (no connection URL set); whatever fails, Prefect creates the database as before.
+another folder, or none when empty); `make install` makes it (flows/engines.py build_template). A copy that
+holds anything but the schema and block types (a flow run another command wrote meanwhile, an event) is not
+kept. Only for Prefect's default database (no connection URL set); whatever fails, Prefect creates the
+database as before.
 """
 from __future__ import annotations
 
@@ -76,11 +77,13 @@ def database(env: dict[str, str] | None = None) -> Path | None:
 def seed(db: Path | None) -> bool:
     """Before the server starts: a missing database becomes a copy of the template when there is one. True when
     the server will create the database itself and no template exists: `keep(db)` once it answers."""
-    tpl = template()
-    if db is None or tpl is None or db.exists() or db.with_name(db.name + "-wal").exists():
-        return False  # a journal left without its database is SQLite's to replay, not ours to pair with a copy
-    if not tpl.is_file():
-        return True
+    try:  # a home used before (every command but a new home's first) stops at its database, before template()
+        if db is None or db.exists() or db.with_name(db.name + "-wal").exists():
+            return False  # a journal left without its database is SQLite's to replay, not ours to pair with a copy
+        if (tpl := template()) is None or not tpl.is_file():
+            return tpl is not None
+    except OSError:
+        return False  # an unreadable home: the server says so, as without a template
     import shutil
     import sqlite3
 
