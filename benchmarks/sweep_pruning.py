@@ -48,7 +48,14 @@ def sweep(home: Path, pruner: str, parallel: int, trials: int, epochs: int, seed
     t = summary["timings"]
     return {"wall_s": wall, "trials_s": t["optimize_s"] - t.get("pool_wait_s", 0),  # from the first trial on
             "epochs": sum(len(tr.intermediate_values) for tr in study.trials), "best_val": summary["best"]["value"],
-            "trials": summary["trials"]}
+            "trials": summary["trials"], "epoch_s": epoch_seconds(home / "digits-cnn" / "sweeps" / summary["study"])}
+
+
+def epoch_seconds(folder: Path) -> float:
+    """The seconds the sweep's trials spent in their epochs (each trial's progress.json): an epoch's cost depends
+    on the trial's batch size, so the trials a pruner keeps can cost more per epoch than the average one."""
+    return sum(r["epoch_seconds"] for p in folder.glob("t*/progress.json")
+               for r in json.loads(p.read_text())["history"])
 
 
 def main() -> None:
@@ -78,7 +85,7 @@ def main() -> None:
     for seed, a, b in rows:
         for label, r in (("(a) successive halving, parallel 2", a), ("(b) no pruning, parallel 2", b)):
             print(f"  seed {seed} {label:<36} wall {r['wall_s']:6.1f} s (trials {r['trials_s']:5.1f} s)  "
-                  f"epochs {r['epochs']:4d}  best val/accuracy {r['best_val']:.4f}")
+                  f"epochs {r['epochs']:4d} ({r['epoch_s']:5.1f} s)  best val/accuracy {r['best_val']:.4f}")
     print(f"  seed 0 {'(c) no pruning, parallel 1':<36} wall {c['wall_s']:6.1f} s (trials {c['trials_s']:5.1f} s)  "
           f"epochs {c['epochs']:4d}  best val/accuracy {c['best_val']:.4f}")
     epochs = statistics.mean(a["epochs"] / b["epochs"] for _, a, b in rows)
@@ -88,13 +95,17 @@ def main() -> None:
     b0 = rows[0][2]
     speedup = (b0["epochs"] / b0["trials_s"]) / (c["epochs"] / c["trials_s"])
     print(f"\n  epochs spent, pruned/unpruned (mean of {args.seeds} seeds): {epochs:.2f}  (goal <= 0.35)")
+    epoch_s = statistics.mean(a["epoch_s"] / b["epoch_s"] for _, a, b in rows)
     print(f"  wall time, pruned/unpruned: {wall:.2f} whole command, {trials_wall:.2f} trials alone "
           f"(goal: within 0.1 of {epochs:.2f})")
+    print(f"  seconds inside epochs, pruned/unpruned: {epoch_s:.2f} (what the trials alone would be with no cost "
+          f"between epochs: the kept trials' epochs cost more or less than the average one)")
     if warm:
         a, b = warm
         print(f"  with cluster up (warm workers), seed 0: pruned {a['wall_s']:.1f} s ({a['epochs']} epochs), unpruned "
               f"{b['wall_s']:.1f} s ({b['epochs']} epochs): wall {a['wall_s'] / b['wall_s']:.2f} whole command, "
-              f"{a['trials_s'] / b['trials_s']:.2f} trials alone, epochs {a['epochs'] / b['epochs']:.2f}")
+              f"{a['trials_s'] / b['trials_s']:.2f} trials alone, epochs {a['epochs'] / b['epochs']:.2f}, seconds inside "
+              f"epochs {a['epoch_s'] / b['epoch_s']:.2f}")
     print(f"  best val/accuracy, unpruned - pruned: {gap:+.2f} points (goal within 0.5)")
     print(f"  parallel 2 over parallel 1, epochs per second of the trials: {speedup:.2f}x (goal >= 1.6)")
 
