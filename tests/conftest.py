@@ -1,6 +1,7 @@
 """Session-wide set-up: one CONDUCTOR_HOME, and (for integration tests) Ray, Dask and Prefect once."""
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -27,6 +28,30 @@ def home() -> Path:
     return Path(os.environ["CONDUCTOR_HOME"])
 
 
+@contextlib.contextmanager
+def seeded_harness():
+    """Prefect's test harness builds its database in a new temporary folder by running every migration (~10 s of
+    CPU here); its folder starts with a copy of the database template `make install` leaves instead, as a new
+    PREFECT_HOME's does (cluster/prefect_db.py). Its server still checks the copy is at head. Where the harness
+    names its file otherwise, or no template exists, nothing is copied and Prefect migrates as before."""
+    import prefect.testing.utilities as harness
+
+    from cluster import prefect_db
+
+    made = harness.mkdtemp
+
+    def mkdtemp(*args, **kwargs):
+        folder = made(*args, **kwargs)
+        prefect_db.seed(Path(folder) / "prefect-test.db")
+        return folder
+
+    harness.mkdtemp = mkdtemp
+    try:
+        yield
+    finally:
+        harness.mkdtemp = made
+
+
 @pytest.fixture(scope="session")
 def engines(home):
     """Real Ray (2 CPUs, token auth as shipped), a Dask LocalCluster and a Prefect test server, once."""
@@ -41,7 +66,7 @@ def engines(home):
     ensure_ray(load_settings(), num_cpus=2)
     dask_cluster = LocalCluster(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None)
     os.environ["CONDUCTOR_DASK_ADDRESS"] = dask_cluster.scheduler_address
-    with prefect_test_harness(server_startup_timeout=120):
+    with seeded_harness(), prefect_test_harness(server_startup_timeout=120):
         from flows.common import quiet_prefect_console
 
         quiet_prefect_console()
