@@ -40,7 +40,8 @@ def seeded_harness():
 
     made = harness.mkdtemp
 
-    def mkdtemp(*args, **kwargs):
+    def mkdtemp(*args, **kwargs):  # once: the harness's own folder, made on entry; nothing else of the session
+        harness.mkdtemp = made
         folder = made(*args, **kwargs)
         prefect_db.seed(Path(folder) / "prefect-test.db")
         return folder
