@@ -4,9 +4,10 @@ command's start to its first epoch line on stderr, against
   (a) the plain PyTorch script a user would write: python, imports, the same prepared splits, 1 epoch, in one process,
   (f) the floor of any Ray run: python + an empty ray.init + one actor that imports torch,
 
-for (b) the embedded default (every engine started by the command) and (c) with `conductor cluster up` running. Each
-conductor figure is the median of --repeat runs after one run that fills the preprocessing cache (and, on the
-cluster, starts its Dask worker's imports). Prints the ratios and where (c)'s time goes.
+for (b) the embedded default (every engine started by the command) and (c) with `conductor cluster up` running, and
+(c0) the same without the worker processes a run asks Ray for as it connects (CONDUCTOR_PRESTART=0), alternated with
+(c). Each conductor figure is the median of --repeat runs after one run that fills the preprocessing cache (and, on
+the cluster, starts its Dask worker's imports). Prints the ratios and where (c)'s time goes.
 """
 from __future__ import annotations
 
@@ -83,6 +84,18 @@ def series(home: Path, repeat: int) -> list[dict]:
     return [first_epoch(home) for _ in range(repeat)]
 
 
+def paired(home: Path, repeat: int) -> tuple[list[dict], list[dict]]:
+    """(c) and (c0) alternated, after one run that fills the cache: each pair ran in the same minute."""
+    first_epoch(home)
+    runs: dict[str, list[dict]] = {"1": [], "0": []}
+    for i in range(repeat):
+        for flag in ("1", "0") if i % 2 == 0 else ("0", "1"):
+            os.environ["CONDUCTOR_PRESTART"] = flag
+            runs[flag].append(first_epoch(home))
+    os.environ.pop("CONDUCTOR_PRESTART")
+    return runs["1"], runs["0"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=2)
@@ -103,14 +116,14 @@ def main() -> None:
         plain = time.perf_counter() - t0
         f_wall, f_init, f_actor = floor()
         cold = series(home, args.repeat)
-        warm = []
+        warm, unstarted = [], []
         if not args.no_cluster:
             with cluster_up(home):
-                warm = series(home, args.repeat)
-    report(plain, inner, (f_wall, f_init, f_actor), cold, warm)
+                warm, unstarted = paired(home, args.repeat)
+    report(plain, inner, (f_wall, f_init, f_actor), cold, warm, unstarted)
 
 
-def report(plain: float, inner: float, floor: tuple, cold: list[dict], warm: list[dict]) -> None:
+def report(plain: float, inner: float, floor: tuple, cold: list[dict], warm: list[dict], unstarted: list[dict]) -> None:
     print(f"\nfirst_epoch: digits-mlp, 1 epoch, 1 Ray Train worker; median of {len(cold)} runs after one that "
           f"fills the cache\n")
     print(f"  (a) plain PyTorch script, first epoch done            {plain:6.1f} s (inside python {inner:.1f} s)")
@@ -129,6 +142,11 @@ def report(plain: float, inner: float, floor: tuple, cold: list[dict], warm: lis
               f"ray.init {t['ray_start_s']:.1f} s), preprocessing wait {t['preprocess_wait_s']:.1f} s, baselines "
               f"(scored beside training) waited for {t['baselines_s']:.1f} s after it, Ray Train {t['train_s']:.1f} s of which epochs {t['epochs_s']:.1f} s and "
               f"test evaluation {t['evaluate_s']:.1f} s; whole command {runs[-1]['wall_s']:.1f} s")
+    if unstarted:
+        off = [r["first_s"] for r in unstarted]
+        diffs = [w["first_s"] - u["first_s"] for w, u in zip(warm, unstarted, strict=True)]
+        print(f"  (c0) cluster up, no worker processes prestarted        {statistics.median(off):6.1f} s "
+              f"({', '.join(f'{x:.1f}' for x in off)}); (c) - (c0) per pair, median {statistics.median(diffs):+.1f} s")
     if warm:
         print(f"\n  goal: first epoch <= 8 s with cluster up: "
               f"{'met' if statistics.median(r['first_s'] for r in warm) <= 8 else 'not met'}")

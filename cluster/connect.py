@@ -152,6 +152,51 @@ def ray_resources() -> tuple[float, float]:
     return float(res.get("CPU", 0.0)), float(res.get("GPU", 0.0))
 
 
+PRESTART_KEEP_S = 60  # how long Ray keeps a prestarted worker process that no actor took
+
+
+def prestart_ray_workers(n: int) -> int:
+    """On a running Ray (cluster up, CONDUCTOR_RAY_ADDRESS): ask every node's raylet to start up to `n` Python
+    worker processes for this driver's job now, so that the actors a run asks for seconds later (Ray Train's
+    controller, its synchronization actor, its workers) take a process already started instead of waiting for
+    one (a Python start with Ray imported, one after the other on the way to the first epoch). Ray caps them at
+    the node's free CPUs (1 per node on cluster up) and stops those no actor took after PRESTART_KEEP_S or with
+    the job. An embedded Ray needs none: its raylet starts as many as it has CPUs when its first driver, this
+    one, connects. Ray has no public API for this: its raylet's PrestartWorkers RPC, over the channel Ray's own
+    clients use (the cluster's token included). Returns how many raylets took the request; where it fails, the
+    actors start as before. CONDUCTOR_PRESTART=0 turns it off (benchmarks/first_epoch.py's comparison)."""
+    if os.environ.get("CONDUCTOR_PRESTART", "1") == "0":
+        return 0
+    try:
+        import ray
+        from ray._private.grpc_utils import init_grpc_channel
+        from ray.core.generated import (
+            common_pb2,
+            node_manager_pb2,
+            node_manager_pb2_grpc,
+            runtime_environment_pb2,
+        )
+
+        request = node_manager_pb2.PrestartWorkersRequest(
+            language=common_pb2.PYTHON, job_id=ray._private.worker.global_worker.current_job_id.binary(),
+            num_workers=n, keep_alive_duration_secs=PRESTART_KEEP_S,
+            runtime_env_info=runtime_environment_pb2.RuntimeEnvInfo(serialized_runtime_env="{}"))
+        raylets = [f"{node['NodeManagerAddress']}:{node['NodeManagerPort']}" for node in ray.nodes() if node["Alive"]]
+    except Exception:  # noqa: BLE001 - Ray's internals moved: no head start, nothing else changes
+        return 0
+    taken = 0
+    for address in raylets:
+        channel = init_grpc_channel(address)
+        try:
+            node_manager_pb2_grpc.NodeManagerServiceStub(channel).PrestartWorkers(request, timeout=2)
+            taken += 1
+        except Exception:  # noqa: BLE001 - as above
+            pass
+        finally:
+            channel.close()
+    return taken
+
+
 def dask_runner_kwargs(settings: Settings) -> dict:
     """DaskTaskRunner arguments: the cluster's scheduler, or a LocalCluster in this process.
 

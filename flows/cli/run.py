@@ -23,6 +23,14 @@ def start_engines(then=None, preload: tuple[str, ...] = ()):
     return EarlyStart(load_settings(), then, preload)
 
 
+def prestart_ray_train() -> None:
+    """A run on a running cluster: worker processes for Ray Train's controller, synchronization actor and
+    workers, started while this process sets up its flow (cluster/connect.py prestart_ray_workers)."""
+    from cluster.connect import prestart_ray_workers
+
+    prestart_ray_workers(3)
+
+
 def probe_services(settings=None) -> None:
     """An unreachable Prefect API, Dask scheduler or Ray head fails here in a second, naming its variable."""
     from cluster.connect import object_store_bytes
@@ -119,7 +127,8 @@ def run_spec(spec_obj, spec_path: Path, t0: float | None = None, rerun_of: str |
     # the baselines are scored on Dask: in this process when Dask is the command's own (import scikit-learn while
     # ray.init runs), in a cluster's worker otherwise
     embedded_dask = () if load_settings().dask_address else ("sklearn.linear_model",)
-    early = start_engines(preload=("flows.pipeline", "tasks.train.ray_train", *embedded_dask))
+    early = start_engines(prestart_ray_train if load_settings().ray_address else None,
+                          preload=("flows.pipeline", "tasks.train.ray_train", *embedded_dask))
     with repro_record(spec_path, spec_obj, t0, rerun_of) as run_id:  # after the engines set off: it imports torch
         from flows.pipeline import run_pipeline
 

@@ -38,3 +38,19 @@ def test_ray_keeps_its_session_under_the_home(engines, home):
     session = Path(ray._private.worker.global_worker.node.get_session_dir_path())
     assert ray_temp_dir(home) is not None, "the test home is too deep for this test"  # /tmp/conductor-test-*/runs
     assert session.parent == home / ".ray" and session.is_dir()
+
+
+def test_every_raylet_takes_a_request_to_prestart_workers(engines, monkeypatch):
+    """A run on a cluster asks each raylet for worker processes before its flow (cluster/connect.py
+    prestart_ray_workers) through Ray's internal RPC, which swallows its own failure: a Ray release that moved or
+    renamed it would drop that head start without a word. Here every raylet of the session's Ray (token auth on)
+    takes the request, and an actor still starts and answers after it."""
+    import ray
+
+    from cluster.connect import prestart_ray_workers
+
+    monkeypatch.delenv("CONDUCTOR_PRESTART", raising=False)
+    alive = sum(1 for node in ray.nodes() if node["Alive"])
+    assert alive >= 1 and prestart_ray_workers(2) == alive
+    echo = ray.remote(num_cpus=0)(type("Echo", (), {"ping": lambda self: "pong"}))
+    assert ray.get(echo.remote().ping.remote(), timeout=120) == "pong"
