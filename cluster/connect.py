@@ -1,6 +1,7 @@
 """Connect to (or start, embedded) the engines: Ray once per process, Dask for the flow's task runner."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -153,6 +154,7 @@ def ray_resources() -> tuple[float, float]:
 
 
 PRESTART_KEEP_S = 60  # how long Ray keeps a prestarted worker process that no actor took
+PRESTART_TIMEOUT_S = 2.0
 
 
 def prestart_ray_workers(n: int) -> int:
@@ -167,6 +169,7 @@ def prestart_ray_workers(n: int) -> int:
     actors start as before. CONDUCTOR_PRESTART=0 turns it off (benchmarks/first_epoch.py's comparison)."""
     if os.environ.get("CONDUCTOR_PRESTART", "1") == "0":
         return 0
+    channels, taken = [], 0
     try:
         import ray
         from ray._private.grpc_utils import init_grpc_channel
@@ -181,18 +184,20 @@ def prestart_ray_workers(n: int) -> int:
             language=common_pb2.PYTHON, job_id=ray._private.worker.global_worker.current_job_id.binary(),
             num_workers=n, keep_alive_duration_secs=PRESTART_KEEP_S,
             runtime_env_info=runtime_environment_pb2.RuntimeEnvInfo(serialized_runtime_env="{}"))
-        raylets = [f"{node['NodeManagerAddress']}:{node['NodeManagerPort']}" for node in ray.nodes() if node["Alive"]]
+        calls = []  # all at once: a raylet that does not answer costs PRESTART_TIMEOUT_S once, not once per node
+        for node in ray.nodes():
+            if node["Alive"]:
+                channels.append(init_grpc_channel(f"{node['NodeManagerAddress']}:{node['NodeManagerPort']}"))
+                calls.append(node_manager_pb2_grpc.NodeManagerServiceStub(channels[-1]).PrestartWorkers.future(
+                    request, timeout=PRESTART_TIMEOUT_S))
+        for call in calls:
+            with contextlib.suppress(Exception):  # this node's actors start as before
+                call.result()
+                taken += 1
     except Exception:  # noqa: BLE001 - Ray's internals moved: no head start, nothing else changes
-        return 0
-    taken = 0
-    for address in raylets:
-        channel = init_grpc_channel(address)
-        try:
-            node_manager_pb2_grpc.NodeManagerServiceStub(channel).PrestartWorkers(request, timeout=2)
-            taken += 1
-        except Exception:  # noqa: BLE001 - as above
-            pass
-        finally:
+        pass
+    finally:
+        for channel in channels:
             channel.close()
     return taken
 
