@@ -56,9 +56,10 @@ def seeded_harness():
 @pytest.fixture(scope="session")
 def engines(home):
     """Real Ray (2 CPUs, token auth as shipped), a Dask LocalCluster and a Prefect test server, once."""
-    from cluster.connect import ensure_ray, quiet_env
+    from cluster.connect import embedded_dask_unprofiled, ensure_ray, quiet_env
 
     quiet_env()
+    embedded_dask_unprofiled()  # as a command's own Dask: no profiler in this process, for ~24 minutes
     from distributed import LocalCluster
     from prefect.testing.utilities import prefect_test_harness
 

@@ -24,7 +24,8 @@ def test_the_embedded_dask_spills_under_the_home(tmp_path, monkeypatch):
 
 def test_the_embedded_dask_has_no_dashboard_and_listens_on_loopback(tmp_path, monkeypatch):
     """Its scheduler's HTTP server (always started) on a loopback port, without Bokeh's dashboard, which nobody
-    could find on its random port and which cost every command ~0.5 s of imports."""
+    could find on its random port and which cost every command ~0.5 s of imports, nor the worker's profiler
+    that only a dashboard shows."""
     import urllib.error
     import urllib.request
 
@@ -33,6 +34,8 @@ def test_the_embedded_dask_has_no_dashboard_and_listens_on_loopback(tmp_path, mo
     monkeypatch.setenv("CONDUCTOR_HOME", str(tmp_path / "runs"))
     monkeypatch.delenv("CONDUCTOR_DASK_ADDRESS", raising=False)
     with LocalCluster(**dask_runner_kwargs(load_settings())["cluster_kwargs"]) as cluster:
+        (worker,) = cluster.workers.values()  # a thread of this process: no profiler sampling its stacks
+        assert "profile" not in worker.periodic_callbacks and "profile-cycle" not in worker.periodic_callbacks
         http = cluster.scheduler.http_server
         hosts = {sock.getsockname()[0] for sock in http._sockets.values()}
         port = next(iter(http._sockets.values())).getsockname()[1]
