@@ -160,10 +160,11 @@ PRESTART_TIMEOUT_S = 2.0
 def prestart_ray_workers(n: int) -> int:
     """On a running Ray (cluster up, CONDUCTOR_RAY_ADDRESS): ask every node's raylet to start up to `n` Python
     worker processes for this driver's job now, so that the actors a run asks for seconds later (Ray Train's
-    controller, its synchronization actor, its workers) take a process already started instead of waiting for
-    one (a Python start with Ray imported, one after the other on the way to the first epoch). Ray caps them at
-    the node's free CPUs (1 per node on cluster up) and stops those no actor took after PRESTART_KEEP_S or with
-    the job. An embedded Ray needs none: its raylet starts as many as it has CPUs when its first driver, this
+    synchronization actor and workers; its controller runs in the driver) take a process already started
+    instead of waiting for one (a Python start with Ray imported, one after the other on the way to the first
+    epoch). A raylet starts at most as many processes at once as its node has CPUs (its
+    maximum_startup_concurrency: 1 on cluster up's nodes) and drops the rest of the request; it stops those no
+    actor took after PRESTART_KEEP_S or with the job. An embedded Ray needs none: its raylet starts as many as it has CPUs when its first driver, this
     one, connects. Ray has no public API for this: its raylet's PrestartWorkers RPC, over the channel Ray's own
     clients use (the cluster's token included). Returns how many raylets took the request; where it fails, the
     actors start as before. CONDUCTOR_PRESTART=0 turns it off (benchmarks/first_epoch.py's comparison)."""

@@ -24,8 +24,8 @@ def start_engines(then=None, preload: tuple[str, ...] = ()):
 
 
 def prestart_ray_train() -> None:
-    """A run on a running cluster: worker processes for Ray Train's controller, synchronization actor and
-    workers, started while this process sets up its flow (cluster/connect.py prestart_ray_workers)."""
+    """A run on a running cluster: worker processes for Ray Train's synchronization actor and workers, started
+    while this process sets up its flow (cluster/connect.py prestart_ray_workers)."""
     from cluster.connect import prestart_ray_workers
 
     prestart_ray_workers(3)

@@ -13,14 +13,20 @@ callbacks, less what a run pays for and does not use, and without torch in the d
     embedded Ray dies with its driver, placement groups included.
   - the DatasetsCallback, when no split is streamed (every split held: ray_train._held_tables): it starts a
     DatasetManager actor that the workers wait for before the train function runs (~2 s on 2 CPUs).
-- The runtime_env that Ray Train gives its controller and workers to carry the driver's RAY_TRAIN_* variables
-  (and, for the controller, RAY_WARN_BLOCKING_GET_INSIDE_ASYNC): an actor with a runtime_env starts through
-  Ray's setup_worker.py, one more Python start with Ray imported (~0.35 s per process here), and never on a
-  worker Ray keeps started. The Ray processes conductor starts already have conductor's values from their raylet
-  (cluster/connect.QUIET_ENV), so `LeanController` starts with none, is handed the driver's variables, and
-  passes on only those that differ from its own environment (a user's own, or a Ray conductor did not start).
-  Assumed: every node's raylet has the controller's node's environment, as for cluster up's two nodes; on a Ray
-  whose nodes differ, a worker on another node misses a variable only its own raylet lacks.
+- The controller's own actor process: Ray Train runs its TrainController as an actor, on the driver's node, that
+  only starts and polls the workers. Its process unpickled the controller's classes (imports of Ray Train's
+  controller, ~2.6 s from fit() to the controller's __init__ on a slow day of this 2-core machine, before any
+  worker was asked for) and took one of the node's worker processes (cluster up's 1-CPU nodes start them one at
+  a time). `_run_controller` runs the same controller in the driver, which has imported those modules already,
+  in an event loop of its own thread: the workers, placement group and synchronization actor are Ray's as before.
+  Without its structured logging (Ray Train's logging.config.dictConfig, which in the driver would replace the
+  handlers of every logger, Prefect's API log handler included) and without a handle to itself for the workers
+  (used only by ray.train.get_all_reported_checkpoints, which conductor's train loop never calls).
+- The runtime_env that Ray Train gives its workers to carry the driver's RAY_TRAIN_* variables: an actor with a
+  runtime_env starts through Ray's setup_worker.py, one more Python start with Ray imported (~0.35 s per process
+  here), and never on a worker Ray keeps started. The Ray processes conductor starts already have conductor's
+  values from their raylet (cluster/connect.QUIET_ENV), so the workers are given only the variables whose
+  values differ from those (a user's own); an embedded Ray's raylet has the driver's environment anyway.
 Another Ray release without these internals gets Ray's own TorchTrainer.
 """
 from __future__ import annotations
@@ -131,7 +137,7 @@ class TorchBackendConfig(BackendConfig):
 
 try:
     from ray.train.v2._internal.constants import (
-        RAY_WARN_BLOCKING_GET_INSIDE_ASYNC_ENV_VAR as WARN_ASYNC_GET,
+        ENABLE_CONTROLLER_STRUCTURED_LOGGING_ENV_VAR as STRUCTURED_LOGGING,
     )
     from ray.train.v2._internal.constants import get_env_vars_to_propagate
     from ray.train.v2._internal.execution.controller import TrainController
@@ -139,10 +145,23 @@ try:
 except ImportError:  # another Ray release: trainer_class() falls back to Ray's TorchTrainer
     TrainController = WorkerGroup = object
 
-_WORKER_ENV: dict[str, str] = {}  # in a controller's process: what its workers must be given (LeanController)
+STOP_TIMEOUT_S = 10.0  # an interrupted run: how long its control loop gets to stop before the workers are aborted
+INTERNALS = ("_get_worker_runtime_env", "_init_train_context_on_workers", "_decorate_worker_log_file_paths")
+_WORKER_ENV: dict[str, str] = {}  # what the workers must be given (LeanController)
 
 
 class LeanWorkerGroup(WorkerGroup):
+    def _init_train_context_on_workers(self, workers, sync_actor, train_context_args) -> None:
+        """WorkerGroup's, with no controller actor to hand the workers: the controller is the driver."""
+        import ray
+
+        ray.get([worker.actor.init_train_context.remote(
+            train_run_context=self._train_run_context, distributed_context=worker.distributed_context,
+            synchronization_actor=sync_actor, storage_context=self._storage_context,
+            worker_callbacks=self._worker_callbacks_to_propagate, controller_actor=None,
+            **{arg: values[i] for arg, values in train_context_args.items()}) for i, worker in enumerate(workers)])
+        self._decorate_worker_log_file_paths(workers)
+
     @staticmethod
     def _get_worker_runtime_env(custom_runtime_env):
         """Ray's merges every propagated variable into each worker's runtime_env; here only those the workers
@@ -154,38 +173,88 @@ class LeanWorkerGroup(WorkerGroup):
         return runtime_env
 
 
+def worker_env(env_vars: dict[str, str]) -> dict[str, str]:
+    """Of the driver's variables that Ray Train propagates, those a worker would not inherit from a raylet that
+    conductor started (cluster/connect.QUIET_ENV's values): a user's own."""
+    from cluster.connect import QUIET_ENV
+
+    return {k: v for k, v in env_vars.items() if QUIET_ENV.get(k) != v}
+
+
 class LeanController(TrainController):
-    """Ray Train's controller, started without a runtime_env: `env_vars` are the driver's variables to
-    propagate; those its own environment (its raylet's) lacks or holds otherwise are set here and given to the
-    workers. RAY_WARN_BLOCKING_GET_INSIDE_ASYNC (its ray.get calls inside async methods are meant) is for this
-    process only: the workers are not async actors, and in a raylet's environment it would silence the warning
-    for every async actor of that Ray (a served model's replicas)."""
+    """Ray Train's controller, in the driver: `env_vars` are the driver's variables that Ray Train propagates;
+    the workers are given those whose values their raylet's environment (QUIET_ENV) lacks."""
 
     worker_group_cls = LeanWorkerGroup
 
     def __init__(self, env_vars: dict[str, str], **kwargs):
-        env_vars = dict(env_vars)
-        os.environ[WARN_ASYNC_GET] = env_vars.pop(WARN_ASYNC_GET, "0")
         _WORKER_ENV.clear()
-        _WORKER_ENV.update({k: v for k, v in env_vars.items() if os.environ.get(k) != v})
-        os.environ.update(_WORKER_ENV)
-        super().__init__(**kwargs)
+        _WORKER_ENV.update(worker_env(env_vars))
+        before = os.environ.get(STRUCTURED_LOGGING)
+        os.environ[STRUCTURED_LOGGING] = "0"  # read here only: the driver's loggers stay as they are
+        try:
+            super().__init__(**kwargs)
+        finally:
+            os.environ.pop(STRUCTURED_LOGGING) if before is None else os.environ.update({STRUCTURED_LOGGING: before})
 
 
 def _run_controller(trainer, **controller_init_kwargs):
-    """DataParallelTrainer._initialize_and_run_controller, with LeanController and no runtime_env."""
+    """DataParallelTrainer._initialize_and_run_controller, with LeanController in this process: its control loop
+    runs in an event loop of a thread of its own (the caller may be in one already, a Prefect task or an actor);
+    Ctrl-C (SIGINT, in the main thread) or an error here aborts the worker group (its actors and placement
+    group), as Ray's SIGINT handler did through the controller actor."""
+    import asyncio
+    import contextlib
+    import signal
     import threading
 
-    import ray
+    controller = LeanController(get_env_vars_to_propagate(), **controller_init_kwargs)
+    failed: list[BaseException] = []
+    running: dict = {}
 
-    env_vars = get_env_vars_to_propagate()  # the warning's variable: LeanController sets it for itself
-    here = {ray._raylet.RAY_NODE_ID_KEY: ray.get_runtime_context().get_node_id()}  # the driver's node, as Ray's
-    controller = ray.remote(num_cpus=0, label_selector=here)(LeanController).remote(env_vars=env_vars,
-                                                                                   **controller_init_kwargs)
-    if threading.current_thread() is threading.main_thread():
-        trainer._register_sigint_handler(controller)
-    ray.get(controller.run.remote())
-    return ray.get(controller.get_result.remote())
+    async def control() -> None:
+        running.update(loop=asyncio.get_running_loop(), task=asyncio.current_task())
+        await controller.run()
+
+    def loop() -> None:
+        try:
+            asyncio.run(control())
+        except asyncio.CancelledError:  # stopped by stop() below
+            pass
+        except BaseException as e:  # noqa: BLE001 - raised again in the caller's thread
+            failed.append(e)
+
+    thread = threading.Thread(target=loop, name="ray-train-controller", daemon=True)
+
+    def stop() -> None:
+        """The control loop first (else it goes on polling the aborted group), then the workers."""
+        if running:
+            loop, task = running.pop("loop"), running.pop("task")
+            with contextlib.suppress(RuntimeError):  # the loop had ended meanwhile
+                loop.call_soon_threadsafe(task.cancel)
+        if thread.is_alive():
+            thread.join(timeout=STOP_TIMEOUT_S)
+        if (group := controller.get_worker_group()) is not None and group.has_started():
+            group.abort()  # its actors and placement group
+
+    def interrupted(*_) -> None:
+        stop()
+        raise KeyboardInterrupt
+
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.signal(signal.SIGINT, interrupted) if main else None  # Ctrl-C: as Ray's own handler did
+    try:
+        thread.start()
+        thread.join()
+    except BaseException:
+        stop()
+        raise
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, before)
+    if failed:
+        raise failed[0]
+    return controller.get_result()
 
 
 def trainer_class():
@@ -198,7 +267,7 @@ def trainer_class():
         )
         from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
-        if TrainController is object or not hasattr(WorkerGroup, "_get_worker_runtime_env"):
+        if TrainController is object or not all(hasattr(WorkerGroup, m) for m in INTERNALS):
             raise ImportError("Ray Train V2's controller internals are not there")
     except ImportError:
         from ray.train.torch import TorchTrainer

@@ -1,5 +1,5 @@
 """tasks/train/lean.py: the trainer a run's driver builds without torch, and a Torch backend that Ray Train's
-controller runs without torch: the functions it sends the workers are Ray's own."""
+controller (in the driver) runs without torch: the functions it sends the workers are Ray's own."""
 import json
 import subprocess
 import sys
@@ -38,8 +38,12 @@ def test_its_backend_is_torch_free_and_sends_rays_functions():
 
 def test_workers_get_a_runtime_env_only_for_what_they_would_not_inherit(monkeypatch):
     """A worker with a runtime_env starts through Ray's setup_worker.py (one more Python start with Ray); the
-    controller passes on only the driver's variables that its own environment (its raylet's) lacks."""
+    controller (in the driver) passes on only the driver's variables that a raylet conductor started lacks."""
     from tasks.train import lean
+
+    assert lean.worker_env({"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2", "RAY_TRAIN_ENABLE_STATE_TRACKING": "0"}) == {}
+    assert lean.worker_env({"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "1.5", "RAY_TRAIN_COLLECTIVE_TIMEOUT_S": "30"}) == {
+        "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "1.5", "RAY_TRAIN_COLLECTIVE_TIMEOUT_S": "30"}  # a user's own values
 
     monkeypatch.setattr(lean, "_WORKER_ENV", {})
     assert lean.LeanWorkerGroup._get_worker_runtime_env({}) == {}
