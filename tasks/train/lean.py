@@ -229,9 +229,9 @@ def _run_controller(trainer, **controller_init_kwargs):
     def stop() -> None:
         """The control loop first (else it goes on polling the aborted group), then the workers."""
         if running:
-            loop, task = running.pop("loop"), running.pop("task")
+            event_loop, task = running.pop("loop"), running.pop("task")
             with contextlib.suppress(RuntimeError):  # the loop had ended meanwhile
-                loop.call_soon_threadsafe(task.cancel)
+                event_loop.call_soon_threadsafe(task.cancel)
         if thread.is_alive():
             thread.join(timeout=STOP_TIMEOUT_S)
         if (group := controller.get_worker_group()) is not None and group.has_started():
@@ -250,7 +250,7 @@ def _run_controller(trainer, **controller_init_kwargs):
         stop()
         raise
     finally:
-        if main:
+        if main and before is not None:  # None: a handler not set from Python, which cannot be put back
             signal.signal(signal.SIGINT, before)
     if failed:
         raise failed[0]
