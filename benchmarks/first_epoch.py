@@ -5,8 +5,8 @@ command's start to its first epoch line on stderr, against
   (f) the floor of any Ray run: python + an empty ray.init + one actor that imports torch,
 
 for (b) the embedded default (every engine started by the command) and (c) with `conductor cluster up` running, and
-(c0) the same without the worker processes a run asks Ray for as it connects (CONDUCTOR_PRESTART=0), alternated with
-(c). Each conductor figure is the median of --repeat runs after one run that fills the preprocessing cache (and, on
+(c0) the same without the head start a run takes as it connects to Ray: the worker processes it asks each raylet for
+and its Ray Train workers made before fit() (CONDUCTOR_PRESTART=0 CONDUCTOR_EARLY_WORKERS=0), alternated with (c). Each conductor figure is the median of --repeat runs after one run that fills the preprocessing cache (and, on
 the cluster, starts its Dask worker's imports). Prints the ratios and where (c)'s time goes.
 """
 from __future__ import annotations
@@ -90,9 +90,9 @@ def paired(home: Path, repeat: int) -> tuple[list[dict], list[dict]]:
     runs: dict[str, list[dict]] = {"1": [], "0": []}
     for i in range(repeat):
         for flag in ("1", "0") if i % 2 == 0 else ("0", "1"):
-            os.environ["CONDUCTOR_PRESTART"] = flag
+            os.environ["CONDUCTOR_PRESTART"] = os.environ["CONDUCTOR_EARLY_WORKERS"] = flag
             runs[flag].append(first_epoch(home))
-    os.environ.pop("CONDUCTOR_PRESTART")
+    os.environ.pop("CONDUCTOR_PRESTART"), os.environ.pop("CONDUCTOR_EARLY_WORKERS")
     return runs["1"], runs["0"]
 
 
@@ -145,7 +145,7 @@ def report(plain: float, inner: float, floor: tuple, cold: list[dict], warm: lis
     if unstarted:
         off = [r["first_s"] for r in unstarted]
         diffs = [w["first_s"] - u["first_s"] for w, u in zip(warm, unstarted, strict=True)]
-        print(f"  (c0) cluster up, no worker processes prestarted        {statistics.median(off):6.1f} s "
+        print(f"  (c0) cluster up, no head start (processes, workers)  {statistics.median(off):6.1f} s "
               f"({', '.join(f'{x:.1f}' for x in off)}); (c) - (c0) per pair, median {statistics.median(diffs):+.1f} s")
     if warm:
         print(f"\n  goal: first epoch <= 8 s with cluster up: "

@@ -23,12 +23,23 @@ def start_engines(then=None, preload: tuple[str, ...] = ()):
     return EarlyStart(load_settings(), then, preload)
 
 
-def prestart_ray_train() -> None:
+def prestart_ray_train(spec=None) -> None:
     """A run on a running cluster: worker processes for Ray Train's synchronization actor and workers, started
-    while this process sets up its flow (cluster/connect.py prestart_ray_workers)."""
-    from cluster.connect import prestart_ray_workers
+    while this process sets up its flow (cluster/connect.py prestart_ray_workers); and the run's Ray Train
+    workers themselves, in their placement group, importing torch meanwhile (tasks/train/early.py)."""
+    from cluster.connect import prestart_ray_workers, ray_resources
 
     prestart_ray_workers(3)
+    if spec is not None:
+        from tasks.errors import UserError
+        from tasks.train.early import start
+        from tasks.train.plan import plan_workers
+
+        try:
+            plan = plan_workers(spec.train.workers, spec.train.use_gpu, *ray_resources())
+        except UserError:  # said where the run plans its workers (tasks/train/ray_train.py)
+            return
+        start(plan.workers, plan.cpu, plan.gpu)
 
 
 def probe_services(settings=None) -> None:
@@ -127,7 +138,7 @@ def run_spec(spec_obj, spec_path: Path, t0: float | None = None, rerun_of: str |
     # the baselines are scored on Dask: in this process when Dask is the command's own (import scikit-learn while
     # ray.init runs), in a cluster's worker otherwise
     embedded_dask = () if load_settings().dask_address else ("sklearn.linear_model",)
-    early = start_engines(prestart_ray_train if load_settings().ray_address else None,
+    early = start_engines((lambda: prestart_ray_train(spec_obj)) if load_settings().ray_address else None,
                           preload=("flows.pipeline", "tasks.train.ray_train", *embedded_dask))
     with repro_record(spec_path, spec_obj, t0, rerun_of) as run_id:  # after the engines set off: it imports torch
         from flows.pipeline import run_pipeline

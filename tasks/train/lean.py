@@ -27,6 +27,8 @@ callbacks, less what a run pays for and does not use, and without torch in the d
   here), and never on a worker Ray keeps started. The Ray processes conductor starts already have conductor's
   values from their raylet (cluster/connect.QUIET_ENV), so the workers are given only the variables whose
   values differ from those (a user's own); an embedded Ray's raylet has the driver's environment anyway.
+- The workers' start: with `cluster up`, a run's placement group and worker actors are made as the command
+  connects to Ray and import torch meanwhile (early.py); LeanWorkerGroup takes them over at fit().
 Another Ray release without these internals gets Ray's own TorchTrainer.
 """
 from __future__ import annotations
@@ -35,6 +37,9 @@ import logging
 import os
 
 from ray.train.backend import Backend, BackendConfig
+
+from . import early
+from .early import INTERNALS, worker_env  # noqa: F401 - worker_env: lean's name too
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +151,6 @@ except ImportError:  # another Ray release: trainer_class() falls back to Ray's 
     TrainController = WorkerGroup = object
 
 STOP_TIMEOUT_S = 10.0  # an interrupted run: how long its control loop gets to stop before the workers are aborted
-INTERNALS = ("_get_worker_runtime_env", "_init_train_context_on_workers", "_decorate_worker_log_file_paths")
 _WORKER_ENV: dict[str, str] = {}  # what the workers must be given (LeanController)
 
 
@@ -162,6 +166,17 @@ class LeanWorkerGroup(WorkerGroup):
             **{arg: values[i] for arg, values in train_context_args.items()}) for i, worker in enumerate(workers)])
         self._decorate_worker_log_file_paths(workers)
 
+    def _create_placement_group(self, scaling_config, worker_group_context):
+        """The early workers' placement group when they match this group (early.py), else Ray's own."""
+        handle = early.take_placement_group(worker_group_context)
+        return handle or super()._create_placement_group(scaling_config, worker_group_context)
+
+    def _create_workers(self, num_workers, placement_group, resources_per_worker, *args, **kwargs):
+        """The early workers when this group's placement group is theirs, else new actors (Ray's)."""
+        args = (num_workers, placement_group, resources_per_worker, *args)
+        taken = early.take_workers(*args, **kwargs)
+        return taken if taken is not None else super()._create_workers(*args, **kwargs)
+
     @staticmethod
     def _get_worker_runtime_env(custom_runtime_env):
         """Ray's merges every propagated variable into each worker's runtime_env; here only those the workers
@@ -171,14 +186,6 @@ class LeanWorkerGroup(WorkerGroup):
         if env:
             runtime_env["env_vars"] = env
         return runtime_env
-
-
-def worker_env(env_vars: dict[str, str]) -> dict[str, str]:
-    """Of the driver's variables that Ray Train propagates, those a worker would not inherit from a raylet that
-    conductor started (cluster/connect.QUIET_ENV's values): a user's own."""
-    from cluster.connect import QUIET_ENV
-
-    return {k: v for k, v in env_vars.items() if QUIET_ENV.get(k) != v}
 
 
 class LeanController(TrainController):
