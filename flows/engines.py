@@ -94,6 +94,18 @@ def shared_imports() -> None:
     import starlette.datastructures  # noqa: F401
 
 
+def wait_imported(name: str, timeout: float = 30.0) -> bool:
+    """Wait until the preload thread has imported module `name` whole, so that the caller's thread imports
+    nothing of it alongside that thread (see shared_imports); False when that thread ended without it."""
+    deadline = time.monotonic() + timeout
+    while (m := sys.modules.get(name)) is None or getattr(m.__spec__, "_initializing", False):
+        loading = any(t.name == "preload" and t.is_alive() for t in threading.enumerate())
+        if not loading or time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def prefect_api_configured() -> bool:
     """Whether Prefect already has an API to talk to: PREFECT_API_URL in the environment, in the settings of a
     Prefect already imported (a test harness, a context), or in the user's active Prefect profile (read from

@@ -23,14 +23,16 @@ def start_engines(then=None, preload: tuple[str, ...] = ()):
     return EarlyStart(load_settings(), then, preload)
 
 
-def prestart_ray_train(spec=None) -> None:
-    """A run on a running cluster: worker processes for Ray Train's synchronization actor and workers, started
-    while this process sets up its flow (cluster/connect.py prestart_ray_workers); and the run's Ray Train
-    workers themselves, in their placement group, importing torch meanwhile (tasks/train/early.py)."""
+def prestart_ray_train(spec=None, cluster: bool = True) -> None:
+    """As a run connects to Ray: the run's Ray Train workers, in their placement group, importing torch while
+    this process sets up its flow (tasks/train/early.py); on a running cluster, first, worker processes for
+    them and the synchronization actor (cluster/connect.py prestart_ray_workers)."""
     from cluster.connect import prestart_ray_workers, ray_resources
+    from flows.engines import wait_imported
 
-    prestart_ray_workers(3)
-    if spec is not None:
+    if cluster:
+        prestart_ray_workers(3)
+    if spec is not None and wait_imported("tasks.train.ray_train"):  # its imports are start()'s and plan's
         from tasks.errors import UserError
         from tasks.train.early import start
         from tasks.train.plan import plan_workers
@@ -138,8 +140,8 @@ def run_spec(spec_obj, spec_path: Path, t0: float | None = None, rerun_of: str |
     # the baselines are scored on Dask: in this process when Dask is the command's own (import scikit-learn while
     # ray.init runs), in a cluster's worker otherwise
     embedded_dask = () if load_settings().dask_address else ("sklearn.linear_model",)
-    early = start_engines((lambda: prestart_ray_train(spec_obj)) if load_settings().ray_address else None,
-                          preload=("flows.pipeline", "tasks.train.ray_train", *embedded_dask))
+    early = start_engines(lambda: prestart_ray_train(spec_obj, cluster=bool(load_settings().ray_address)),
+                          preload=("tasks.train.ray_train", "flows.pipeline", *embedded_dask))
     with repro_record(spec_path, spec_obj, t0, rerun_of) as run_id:  # after the engines set off: it imports torch
         from flows.pipeline import run_pipeline
 
