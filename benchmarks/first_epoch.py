@@ -6,8 +6,9 @@ command's start to its first epoch line on stderr, against
 
 for (b) the embedded default (every engine started by the command) and (c) with `conductor cluster up` running, and
 (c0) the same without the head start a run takes as it connects to Ray: the worker processes it asks each raylet for
-and its Ray Train workers made before fit() (CONDUCTOR_PRESTART=0 CONDUCTOR_EARLY_WORKERS=0), alternated with (c). Each conductor figure is the median of --repeat runs after one run that fills the preprocessing cache (and, on
-the cluster, starts its Dask worker's imports). Prints the ratios and where (c)'s time goes.
+and its Ray Train workers made before fit() (CONDUCTOR_PRESTART=0 CONDUCTOR_EARLY_WORKERS=0), alternated with (c).
+Each conductor figure is the median of --repeat runs after one run that fills the preprocessing cache (and, on the
+cluster, starts its Dask worker's imports). Prints the ratios and where (c)'s time goes.
 """
 from __future__ import annotations
 

@@ -27,8 +27,8 @@ callbacks, less what a run pays for and does not use, and without torch in the d
   here), and never on a worker Ray keeps started. The Ray processes conductor starts already have conductor's
   values from their raylet (cluster/connect.QUIET_ENV), so the workers are given only the variables whose
   values differ from those (a user's own); an embedded Ray's raylet has the driver's environment anyway.
-- The workers' start: with `cluster up`, a run's placement group and worker actors are made as the command
-  connects to Ray and import torch meanwhile (early.py); LeanWorkerGroup takes them over at fit().
+- The workers' start: a run's placement group and worker actors are made as the command connects to Ray, and
+  import torch meanwhile (early.py); LeanWorkerGroup takes them over at fit().
 Another Ray release without these internals gets Ray's own TorchTrainer.
 """
 from __future__ import annotations

@@ -6,6 +6,7 @@ import logging
 import os
 
 import pytest
+from train_fns import report_pid_fn
 
 pytestmark = pytest.mark.integration
 
@@ -16,19 +17,10 @@ def test_the_controller_is_the_driver_and_the_workers_are_rays(engines, tmp_path
 
     from tasks.train.lean import trainer_class
 
-    def report_pid(config: dict) -> None:  # defined here: pickled by value, the workers cannot import this module
-        import tempfile
-
-        rank = ray.train.get_context().get_world_rank()
-        with tempfile.TemporaryDirectory() as d:
-            with open(os.path.join(d, "pid"), "w") as f:
-                f.write(str(os.getpid()))
-            ray.train.report({"rank": rank}, checkpoint=ray.train.Checkpoint.from_directory(d) if rank == 0 else None)
-
     handlers = {name: list(logging.getLogger(name).handlers) for name in ("", "prefect", "ray", "ray.train")}
     actors_before = set(ray._private.state.actors())
     result = trainer_class()(
-        report_pid, use_gpu=False,
+        report_pid_fn(), use_gpu=False,
         scaling_config=ray.train.ScalingConfig(num_workers=2, resources_per_worker={"CPU": 0.5}),
         run_config=ray.train.RunConfig(name="in-driver", storage_path=str(tmp_path))).fit()
     assert result.error is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from train_fns import report_pid_fn
 
 pytestmark = pytest.mark.integration
 
@@ -14,17 +15,8 @@ def fit(workers: int, name: str, tmp_path):
 
     from tasks.train.lean import trainer_class
 
-    def report_pid(config: dict) -> None:  # defined here: pickled by value, the workers cannot import this module
-        import tempfile
-
-        rank = ray.train.get_context().get_world_rank()
-        with tempfile.TemporaryDirectory() as d:
-            with open(os.path.join(d, "pid"), "w") as f:
-                f.write(str(os.getpid()))
-            ray.train.report({"rank": rank}, checkpoint=ray.train.Checkpoint.from_directory(d) if rank == 0 else None)
-
     result = trainer_class()(
-        report_pid, use_gpu=False,
+        report_pid_fn(), use_gpu=False,
         scaling_config=ray.train.ScalingConfig(num_workers=workers, resources_per_worker={"CPU": 0.5}),
         run_config=ray.train.RunConfig(name=name, storage_path=str(tmp_path))).fit()
     assert result.error is None
