@@ -37,7 +37,10 @@ def make_storage(url: str, heartbeat: bool = True) -> optuna.storages.BaseStorag
                 if heartbeat:
                     kwargs.update(heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
                                   heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(3))
-                return optuna.storages.RDBStorage(url, **kwargs)
+                storage = optuna.storages.RDBStorage(url, **kwargs)
+                if url.startswith("sqlite"):
+                    write_ahead_log(storage)
+                return storage
         except Exception as e:  # noqa: BLE001 - a wrong URL or an unreachable server is the user's
             # two processes creating the same new database race on its schema tables (alembic_version,
             # version_info, ...: "table ... already exists"): the loser retries, and then finds them made
@@ -47,6 +50,23 @@ def make_storage(url: str, heartbeat: bool = True) -> optuna.storages.BaseStorag
             raise UserError(f"--storage: cannot open Optuna storage {redact_url(url)!r} ({type(e).__name__}: "
                             f"{str(e).splitlines()[0]})") from None
     raise AssertionError("unreachable")
+
+
+def write_ahead_log(storage: optuna.storages.RDBStorage) -> None:
+    """SQLite in write-ahead-log mode, synced at checkpoints: a commit no longer waits for the disk (fsync) and readers
+    no longer block the writer (the sweep's driver and its workers share the file). A killed process loses nothing it
+    committed; a power cut may lose the last commits, never the file's consistency (SQLite's own guarantee for WAL
+    with synchronous=NORMAL). Every later connection of the engine gets both pragmas; WAL itself stays with the file."""
+    from sqlalchemy import event
+
+    @event.listens_for(storage.engine, "connect")
+    def _pragmas(conn, _record) -> None:
+        cursor = conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    storage.engine.dispose()  # the connection that created the schema goes; the next one is made with the pragmas
 
 
 def make_sampler(sweep: Sweep, seed: int, trials_before: int = 0) -> optuna.samplers.BaseSampler:
