@@ -58,6 +58,17 @@ def start(project: str, mode: str, home: Path, name: str, group: str, config: di
     )
 
 
+def warm_imports() -> None:
+    """What a process's first `wandb.init` imports (wandb, and its launch inputs: ~0.5 s after torch here), imported
+    before a process that trains opens runs from a thread: there, the imports held the GIL through its first epochs."""
+    import wandb  # noqa: F401
+
+    try:  # Run._detect_and_apply_job_inputs imports it in every process's first run
+        from wandb.sdk.launch.inputs import internal  # noqa: F401
+    except ImportError:
+        pass
+
+
 def env_defaults(home: Path) -> None:
     """W&B's directories under home/wandb, and quiet. A thread that opens a run while other threads of the
     process run (Ray's, in a run's driver) gets them set beforehand: setting the environment while another

@@ -74,7 +74,8 @@ def test_warm_sweep_finishes_exactly_and_tracks_every_trial(engines, home):
 
 
 def test_a_warm_worker_gives_a_fresh_workers_result(engines, home):
-    """The same trial twice on one warm actor, then on a fresh actor: the same curve to the last digit."""
+    """The same trial twice on one warm actor, then on a fresh actor: the same curve to the last digit. (And before its
+    first trial the worker has imported what W&B's first run in a process imports.)"""
     import ray
 
     from tasks.sweep.pool import WarmPool
@@ -84,6 +85,9 @@ def test_a_warm_worker_gives_a_fresh_workers_result(engines, home):
     study = optuna.create_study(study_name="warm-same", storage=make_storage(ctx.storage_url, heartbeat=False))
     pool = WarmPool(ctx.spec, "warm-same", 1, 1.0, home, "offline").prepare(ctx)
     try:
+        # W&B's first-run imports are the worker's, not its first trial's tracker thread's (they held the GIL there)
+        loaded = lambda _worker: "wandb.sdk.launch.inputs.internal" in __import__("sys").modules  # noqa: E731
+        assert ray.get(pool.actors[0].__ray_call__.remote(loaded), timeout=60)
         curves = []
         for actor_round in range(3):
             trial = study.ask()
