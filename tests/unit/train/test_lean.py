@@ -65,3 +65,38 @@ def test_cluster_up_gives_its_ray_processes_conductors_ray_settings(tmp_path, mo
     assert all(env[k] == v for k, v in QUIET_ENV.items() if k.startswith("RAY_TRAIN") and k in env
                and k != "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S")
     assert {k for k in QUIET_ENV if k.startswith("RAY_")} <= set(env)
+
+
+def test_a_worker_lost_as_its_group_starts_is_a_startup_failure_that_ray_train_retries(monkeypatch):
+    """Ray's WorkerGroup._start lets a worker lost after the group was built (at the train function's launch: a
+    node dying while the group restarts) end the run as a ControllerError, whatever max_failures; LeanWorkerGroup
+    makes it the startup failure Ray's failure policy retries, and the half-started group is shut down (its state,
+    even when the shutdown's callbacks fail on the lost worker)."""
+    import pytest
+    from ray.exceptions import ActorUnavailableError
+    from ray.train.v2._internal.exceptions import WorkerGroupStartupFailedError
+    from ray.train.v2._internal.execution.failure_handling.default import RETRYABLE_CONTROLLER_ERRORS
+    from ray.train.v2._internal.execution.worker_group import WorkerGroup
+
+    from tasks.train import lean
+
+    shut = []
+
+    class State:  # what Ray's _start_impl had built when the launch failed
+        def shutdown(self):
+            shut.append("state")
+
+    def start(self):
+        self._worker_group_state = State()
+        raise ActorUnavailableError("RpcError: Socket closed", None)
+
+    def shutdown(self):
+        raise RuntimeError("the process group's shutdown on a lost worker")
+
+    monkeypatch.setattr(WorkerGroup, "_start", start)
+    monkeypatch.setattr(WorkerGroup, "shutdown", shutdown)
+    group = object.__new__(lean.LeanWorkerGroup)
+    with pytest.raises(WorkerGroupStartupFailedError) as raised:
+        group._start()
+    assert isinstance(raised.value, RETRYABLE_CONTROLLER_ERRORS)
+    assert isinstance(raised.value.__cause__, ActorUnavailableError) and shut == ["state"]
