@@ -398,7 +398,9 @@ def kill_when_training(home, service: str, deadline_s: float, proc) -> float:
     deadline = time.monotonic() + deadline_s
     while not training(home) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.5)
-    assert proc.poll() is None, f"the run ended before {service} could be killed"
+    if proc.poll() is not None:  # what ended it, in the failure's message
+        raise AssertionError(f"the run ended (exit {proc.returncode}) before {service} could be killed:\n"
+                             f"{proc.stderr.read()[-4000:]}")
     kill_service(home, service)
     return time.monotonic()
 
