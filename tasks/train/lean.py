@@ -33,6 +33,7 @@ Another Ray release without these internals gets Ray's own TorchTrainer.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 from . import early
@@ -60,18 +61,17 @@ class LeanWorkerGroup(WorkerGroup):
         dying while the group restarts, `RpcError: Socket closed`) a startup failure, which Ray Train's controller
         retries, as it does one lost while the workers initialize; Ray's code let that error end the run whatever
         `max_failures`. The group it built is shut down first: its controller never got it to shut down."""
-        import contextlib
-
         from ray.exceptions import RayActorError
 
         try:
             super()._start()
         except RayActorError as e:
             if state := self._worker_group_state:
-                with contextlib.suppress(Exception):  # its callbacks (the process group's) can fail on the lost worker
+                try:
                     self.shutdown()
-                with contextlib.suppress(Exception):
-                    state.shutdown()  # the actors and placement group go all the same
+                except Exception:  # noqa: BLE001 - its callbacks (the process group's) can fail on the lost worker:
+                    with contextlib.suppress(Exception):  # the actors and placement group go all the same
+                        state.shutdown()
             raise WorkerGroupStartupFailedError("a worker actor was lost while its group started") from e
 
     def _init_train_context_on_workers(self, workers, sync_actor, train_context_args) -> None:

@@ -75,7 +75,9 @@ def test_a_worker_lost_as_its_group_starts_is_a_startup_failure_that_ray_train_r
     import pytest
     from ray.exceptions import ActorUnavailableError
     from ray.train.v2._internal.exceptions import WorkerGroupStartupFailedError
-    from ray.train.v2._internal.execution.failure_handling.default import RETRYABLE_CONTROLLER_ERRORS
+    from ray.train.v2._internal.execution.failure_handling.default import (
+        RETRYABLE_CONTROLLER_ERRORS,
+    )
     from ray.train.v2._internal.execution.worker_group import WorkerGroup
 
     from tasks.train import lean
