@@ -31,6 +31,9 @@ from cluster.connect import ensure_ray, quiet_env
 from cluster.settings import Settings
 
 PREFECT_START_TIMEOUT_S = 90.0
+# Prefect's start-up checks a server on a database at this Prefect's head revision, with its block types, can skip
+SKIP_AT_HEAD = ("PREFECT_API_DATABASE_MIGRATE_ON_START", "PREFECT_API_BLOCKS_REGISTER_ON_START",
+                "PREFECT_MEMOIZE_BLOCK_AUTO_REGISTRATION")
 
 
 class EarlyStart:
@@ -167,6 +170,9 @@ class PrefectServer:
         env.pop("PREFECT_API_URL", None)
         self.db = prefect_db.database(env)
         self.keep_db = prefect_db.seed(self.db)  # a new home's database from the template, when there is one
+        if prefect_db.at_head(self.db):  # nothing to migrate or register there: skip both checks (cluster/prefect_db.py)
+            for var in SKIP_AT_HEAD:
+                env.setdefault(var, "false")  # unless the user chose otherwise
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect_dir.parent), "--factory",
              "prefect.server.api.server:create_app", "--fd", str(listener.fileno()),

@@ -86,6 +86,10 @@ def test_embedded_api_answers_its_owner_only_and_dies_with_the_command(tmp_path)
         with sqlite3.connect(f"file:{info['template']}?mode=ro", uri=True) as c:
             assert c.execute("SELECT count(*) FROM flow").fetchone() == (0,)
             assert c.execute("SELECT count(*) FROM block_type").fetchone()[0] > 0
+        # a copy of the template is at head: its server skipped the migration and block registration checks
+        server_env = dict(kv.split("=", 1) for kv in open(f"/proc/{info['pid']}/environ").read().split("\0") if kv)
+        assert server_env["PREFECT_API_DATABASE_MIGRATE_ON_START"] == "false"
+        assert server_env["PREFECT_API_BLOCKS_REGISTER_ON_START"] == "false"
         print(f"embedded Prefect API up in {info['seconds']:.1f}s")
     finally:
         parent.send_signal(signal.SIGKILL)  # no atexit: the kernel's parent-death signal stops the server

@@ -85,3 +85,23 @@ def test_an_unreadable_template_or_a_stray_journal_leaves_the_database_to_prefec
     prefect_db.template().write_bytes(b"SQLite format 3\x00 and then nothing")  # cut short
     assert prefect_db.seed(tmp_path / "c" / "prefect.db") is False and not (tmp_path / "c" / "prefect.db").exists()
     assert not list((tmp_path / "c").glob(".*"))
+
+
+def test_only_a_database_at_the_templates_revision_with_block_types_skips_prefects_start_checks(templates, tmp_path):
+    assert prefect_db.at_head(fresh_db(tmp_path / "x" / "prefect.db")) is False  # no template: unsure
+    fresh_db(tmp_path / "a" / "prefect.db")
+    assert prefect_db.keep(tmp_path / "a" / "prefect.db")
+    copy = tmp_path / "b" / "prefect.db"
+    prefect_db.seed(copy)
+    assert prefect_db.at_head(copy) is True
+    assert prefect_db.at_head(fresh_db(tmp_path / "c" / "prefect.db", flow_runs=2)) is True  # a home used before
+    older = fresh_db(tmp_path / "d" / "prefect.db")
+    with sqlite3.connect(older) as c:
+        c.execute("UPDATE alembic_version SET version_num = 'an-older-one'")
+    no_blocks = fresh_db(tmp_path / "e" / "prefect.db")
+    with sqlite3.connect(no_blocks) as c:
+        c.execute("DELETE FROM block_type")
+    broken = tmp_path / "f" / "prefect.db"
+    broken.parent.mkdir()
+    broken.write_bytes(b"not a database")
+    assert not any(prefect_db.at_head(p) for p in (older, no_blocks, broken, tmp_path / "g" / "prefect.db", None))
