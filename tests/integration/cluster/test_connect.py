@@ -54,3 +54,13 @@ def test_every_raylet_takes_a_request_to_prestart_workers(engines, monkeypatch):
     assert alive >= 1 and prestart_ray_workers(2) == alive
     echo = ray.remote(num_cpus=0)(type("Echo", (), {"ping": lambda self: "pong"}))
     assert ray.get(echo.remote().ping.remote(), timeout=120) == "pong"
+
+
+def test_the_embedded_ray_keeps_no_task_events(engines):
+    """The Ray a command starts for itself serves no state API or dashboard (its API server loads no state module),
+    so its processes record no task events: the driver's shutdown waited ~0.2 s to flush them to the GCS."""
+    import ray
+
+    node = ray._private.worker._global_node
+    assert node is not None and node.is_head(), "the session's Ray is not the embedded one"
+    assert node._config.get("task_events_report_interval_ms") == 0
