@@ -62,6 +62,7 @@ class EarlyStart:
     def _prefect(self, server: PrefectServer) -> None:
         try:
             self.timings["prefect_start_s"] = server.wait()
+            server.warm()
         except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread by wait()
             self.errors.append(e)
 
@@ -209,6 +210,21 @@ class PrefectServer:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"Prefect's API server did not answer within {timeout:.0f}s")
+
+    def warm(self) -> bool:
+        """One request past /health, while this command still waits for Ray: the server's first request through
+        its API (its database session, the version check every client starts with) took ~0.3 s, on the path to
+        the command's first flow run. True when it answered; never raises: the flow's client then meets a cold server."""
+        import base64
+        import urllib.request
+
+        auth = base64.b64encode(os.environ["PREFECT_API_AUTH_STRING"].encode()).decode()
+        request = urllib.request.Request(f"{self.url}/admin/version", headers={"Authorization": f"Basic {auth}"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as r:
+                return r.status == 200 and bool(r.read())
+        except OSError:
+            return False
 
     def stop(self) -> None:
         if self.proc.poll() is None:

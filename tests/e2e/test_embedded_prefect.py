@@ -29,6 +29,7 @@ assert build_template(), "no Prefect database template"  # `make install` made i
 server = PrefectServer()
 seeded = server.db.is_file()  # the new home's database, copied from the template before the server started
 seconds = server.wait()
+assert server.warm(), "the warm-up request was not answered"
 from prefect.client.orchestration import get_client
 with get_client(sync_client=True) as client:  # this process's client: the server above, not one of its own
     client.create_flow_from_name("written-to-the-copy")

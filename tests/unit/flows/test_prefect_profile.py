@@ -41,3 +41,17 @@ def test_flow_runs_send_heartbeats_where_an_api_watches_them(monkeypatch):
     with heartbeats():
         assert get_current_settings().flows.heartbeat_frequency is None and BEAT_EVERY.get() is None
     assert get_current_settings().flows.heartbeat_frequency is not None and BEAT_EVERY.get() is None  # only inside
+
+
+def test_warming_an_api_that_does_not_answer_is_no_error(monkeypatch):
+    """The request that warms the command's own API (flows/engines.py PrefectServer.warm) never fails a command."""
+    import socket
+    import types
+
+    from flows.engines import PrefectServer
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("PREFECT_API_AUTH_STRING", "x")
+    assert PrefectServer.warm(types.SimpleNamespace(url=f"http://127.0.0.1:{port}/api")) is False
