@@ -18,7 +18,7 @@ from ..runs.repro import attach_repro
 from ..spec import Spec
 from ..staged import remove
 from .objective import trial_dir
-from .plots import study_plots
+from .plots import PLOTS, merge, study_plots
 from .space import trial_spec
 from .storage import counts, make_storage
 
@@ -71,16 +71,23 @@ def register_best(spec: Spec, prepared: Prepared, study_name: str, storage_url: 
 
 
 def _plots(study: optuna.Study, out: Path, drawn: tuple | None) -> dict:
+    """Optuna's plots in out: drawn by another worker (`drawn`: its folder, Ray ref, and the plots to draw here
+    meanwhile: plots.draw_on), or all here when there is none or it failed."""
     if drawn is not None:
-        folder, ref = drawn
+        folder, ref, *rest = drawn
+        mine = study_plots(study, out, only=rest[0]) if rest and rest[0] else None
         try:
             import ray
 
             result = ray.get(ref, timeout=300)  # the drawing, and the baselines when asked for
-            os.replace(folder, out)
-            return result
+            if mine is None:
+                os.replace(folder, out)
+                return result
+            return {**result, **merge(out, [mine, result], theirs=Path(folder))}
         except Exception:  # noqa: BLE001 - the drawing worker died or failed: they are drawn here instead
             remove(Path(folder))
+        if mine is not None:
+            return merge(out, [mine, study_plots(study, out, only=[p for p in PLOTS if p not in rest[0]])])
     return study_plots(study, out)
 
 

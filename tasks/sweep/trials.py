@@ -67,7 +67,7 @@ def _ask_run_tell(ctx: SweepContext, study: optuna.Study, n_trials: int, stop: t
                     say(live.line(counts(study)))
                 if need <= 0 and idle and inflight and not warmed:  # the sweep's tail: a core is free
                     warmed = True  # once, and only while no worker has drawn: a warmed registrar would only be late
-                    if not any(drew for drew, _ in ray.get([a.roles.remote() for a in pool.actors], timeout=60)):
+                    if not any(drew for drew, *_ in ray.get([a.roles.remote() for a in pool.actors], timeout=60)):
                         idle[0].warm_up.remote()
                 if not inflight:
                     if not others or stop.is_set():

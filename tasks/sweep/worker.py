@@ -83,6 +83,7 @@ class TrialWorker:
         self.owner, self.lock = owner, threading.Lock()  # the sweep (Ray job) it works for: tasks/sweep/warm.py
         # what it has loaded: for drawing a study's plots, for registering a best trial (plots.draw_on gives roles)
         self.drew = self.registered = False
+        self.plotting_loaded = False  # what drawing imports is loaded (not only being imported by warm_up)
         self.trials_run = 0
 
     @ray.method(concurrency_group="control")  # answered while a trial runs
@@ -191,15 +192,18 @@ class TrialWorker:
         self.registered = True
         return register_best(spec, prepared, study, storage_url, Path(home), wandb_mode, run_id, drawn, baselines)
 
-    def study_plots(self, study: str, storage_url: str, out_dir: str, baselines_of: tuple | None = None) -> dict:
-        """Optuna's plots of the study into out_dir, drawn here while another worker scores the best trial on test;
-        `baselines_of` (prepared, spec): then also the baselines' test metrics ("baselines"), scored here because
-        drawing has scikit-learn loaded (Optuna's importance plot) and the sweep's own process never imports it."""
+    def study_plots(self, study: str, storage_url: str, out_dir: str, baselines_of: tuple | None = None,
+                    only: tuple | None = None) -> dict:
+        """Optuna's plots of the study (or those named in `only`) into out_dir, drawn here while another worker
+        scores the best trial on test; `baselines_of` (prepared, spec): then also the baselines' test metrics
+        ("baselines"), scored here because drawing has scikit-learn loaded (Optuna's importance plot) and the
+        sweep's own process never imports it."""
         from .plots import study_plots
 
         loaded = optuna.load_study(study_name=study, storage=make_storage(storage_url, heartbeat=False))
         self.drew = True
-        drawn = study_plots(loaded, Path(out_dir), as_name="sweep")
+        drawn = study_plots(loaded, Path(out_dir), as_name="sweep", only=only)
+        self.plotting_loaded = True
         if baselines_of is not None:
             from ..evaluate import score_baselines
 
@@ -220,12 +224,14 @@ class TrialWorker:
 
         self.drew = True
         plotting()
+        self.plotting_loaded = True
 
     @ray.method(concurrency_group="control")
-    def roles(self) -> tuple[bool, bool]:
-        """Whether it has loaded what drawing a study's plots imports (it drew, or warmed up) and whether it
-        registered a best trial (torch's evaluation, W&B's summary run: their first time in a process)."""
-        return self.drew, self.registered
+    def roles(self) -> tuple[bool, bool, bool]:
+        """Whether it has loaded what drawing a study's plots imports (it drew, or warms up), whether it
+        registered a best trial (torch's evaluation, W&B's summary run: their first time in a process), and
+        whether drawing's imports are done (not still under way in warm_up)."""
+        return self.drew, self.registered, self.plotting_loaded
 
     def drain(self, timeout: float = 60.0) -> list[str]:
         """Wait for the W&B runs still being written; returns their errors (call before killing the actor)."""

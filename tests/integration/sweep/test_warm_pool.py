@@ -186,7 +186,7 @@ def test_kept_workers_serve_the_next_sweep_and_hold_no_cpu_between(engines, home
         assert len(names) == 2 and all(n.startswith(f"trial-{warm.code_version()}-") for n in names)
         # the first worker idle at a sweep's end warmed up for drawing the plots while the other ran the last trial
         roles = [ray.get(ray.get_actor(n, namespace=warm.NAMESPACE).roles.remote()) for n in names]
-        assert (True, False) in [tuple(r) for r in roles], roles
+        assert (True, False, True) in [tuple(r) for r in roles], roles  # and its imports are done
         worker = ray.get_actor(names[0], namespace=warm.NAMESPACE)
         me = warm.owner()
         assert ray.get(worker.claim.remote(me))  # free after its sweep: claimed by this (live) job now
@@ -208,7 +208,7 @@ def test_the_study_plots_drawn_by_another_worker_move_into_the_run(engines, home
 
     import ray
 
-    from tasks.sweep.plots import study_plots
+    from tasks.sweep.plots import PLOTS, SKLEARN_PLOTS, study_plots
 
     best = importlib.import_module("tasks.sweep.best")
     url = f"sqlite:///{home / 'optuna.db'}"
@@ -216,19 +216,27 @@ def test_the_study_plots_drawn_by_another_worker_move_into_the_run(engines, home
     study.optimize(lambda t: t.suggest_float("lr", 1e-4, 1e-1, log=True) + t.suggest_float("p", 0, 1), n_trials=6)
 
     @ray.remote
-    def draw(folder: str, fail: bool) -> dict:
+    def draw(folder: str, fail: bool, only=None) -> dict:
         if fail:
             raise RuntimeError("the drawing worker failed")
-        drawn = study_plots(optuna.load_study(study_name="drawn", storage=url), Path(folder), as_name="sweep")
+        drawn = study_plots(optuna.load_study(study_name="drawn", storage=url), Path(folder), as_name="sweep",
+                            only=only)
         return {**drawn, "baselines": {"baseline/majority/accuracy": 0.1}}
 
-    for fail in (False, True):
-        folder, run = home / "x" / f".tmp-plots-{os.getpid()}-{int(fail)}", home / f"run{int(fail)}"
+    # the drawer draws all; or (a cold sweep's drawer, still importing scikit-learn) only the importance plot,
+    # the registering worker the others meanwhile: the run gets the same four plots, in the same order
+    mine = tuple(p for p in PLOTS if p not in SKLEARN_PLOTS)
+    for fail, split in ((False, False), (True, False), (False, True), (True, True)):
+        folder, run = home / "x" / f".tmp-plots-{os.getpid()}-{int(fail)}{int(split)}", home / f"run{int(fail)}{int(split)}"
         run.mkdir()
-        plots = best._plots(study, run / "sweep", (str(folder), draw.remote(str(folder), fail)))
+        ref = draw.remote(str(folder), fail, SKLEARN_PLOTS if split else None)
+        plots = best._plots(study, run / "sweep", (str(folder), ref, mine) if split else (str(folder), ref))
         assert not folder.exists()
-        assert (run / "sweep" / "optimization_history.png").is_file() and "sweep/optimization_history.html" in plots["html"]
-        assert plots["png"][0].startswith("sweep/")
+        assert sorted(p.name for p in (run / "sweep").glob("*.png")) == sorted(f"{p}.png" for p in PLOTS)
+        assert plots["png"] == [f"sweep/{p}.png" for p in PLOTS]
+        assert [plots["html"].index(f"sweep/{p}.html") for p in PLOTS] == sorted(plots["html"].index(f"sweep/{p}.html")
+                                                                               for p in PLOTS)
+        assert (run / "sweep" / "plotly.min.js").is_file()
         assert plots.get("baselines") == (None if fail else {"baseline/majority/accuracy": 0.1})
 
 
@@ -256,32 +264,40 @@ def test_roles_go_to_the_workers_that_loaded_what_they_import(engines, home):
     takes them in order; a lone worker registers alone."""
     import ray
 
-    from tasks.sweep.plots import draw_on
+    from tasks.sweep.plots import PLOTS, SKLEARN_PLOTS, draw_on
 
     @ray.remote(num_cpus=0)
     class Worker:
-        def __init__(self, drew: bool, registered: bool):
-            self.loaded = (drew, registered)
+        def __init__(self, drew: bool, registered: bool, *imported: bool):
+            self.loaded = (drew, registered, *imported)
 
-        def roles(self) -> tuple[bool, bool]:
+        def roles(self) -> tuple:
             return self.loaded
 
-        def study_plots(self, study: str, url: str, folder: str, baselines_of=None) -> dict:
-            return {"drew before": self.loaded[0]}
+        def study_plots(self, study: str, url: str, folder: str, baselines_of=None, only=None) -> dict:
+            return {"drew before": self.loaded[0], "only": only}
 
     fresh, drew, other = Worker.remote(False, False), Worker.remote(True, False), Worker.remote(False, False)
     for pair in ([drew, fresh], [fresh, drew]):
-        registrar, (folder, ref) = draw_on(pair, "x", "s", "sqlite://", str(home))
-        assert registrar is fresh and ray.get(ref) == {"drew before": True}
+        registrar, (folder, ref, mine) = draw_on(pair, "x", "s", "sqlite://", str(home))
+        assert registrar is fresh and ray.get(ref)["drew before"] is True
         assert Path(folder).parent == home / "x" and Path(folder).name.startswith(".tmp-plots-")
-    registrar, (_, ref) = draw_on([fresh, other], "x", "s", "sqlite://", str(home))
-    assert registrar is fresh and ray.get(ref) == {"drew before": False}
+    registrar, (_, ref, _) = draw_on([fresh, other], "x", "s", "sqlite://", str(home))
+    assert registrar is fresh and ray.get(ref)["drew before"] is False
     # the registrar of the last sweep warmed up for drawing while the last trial ran: the drawer draws again
     registered, both = Worker.remote(False, True), Worker.remote(True, True)
     for pair in ([drew, both], [both, drew]):
-        registrar, (_, ref) = draw_on(pair, "x", "s", "sqlite://", str(home))
-        assert registrar is both and ray.get(ref) == {"drew before": True}
+        registrar, (_, ref, _) = draw_on(pair, "x", "s", "sqlite://", str(home))
+        assert registrar is both and ray.get(ref)["drew before"] is True
     for pair in ([registered, drew], [drew, registered], [fresh, drew]):  # a cold sweep's pair, one warmed up
-        registrar, (_, ref) = draw_on(pair, "x", "s", "sqlite://", str(home))
-        assert registrar is pair[pair.index(drew) - 1] and ray.get(ref) == {"drew before": True}
+        registrar, (_, ref, _) = draw_on(pair, "x", "s", "sqlite://", str(home))
+        assert registrar is pair[pair.index(drew) - 1] and ray.get(ref)["drew before"] is True
     assert draw_on([fresh], "x", "s", "sqlite://", str(home)) == (fresh, None)
+    # a drawer whose imports are done draws every plot; one still importing (or none) only scikit-learn's, and the
+    # registrar the rest
+    ready, importing = Worker.remote(True, False, True), Worker.remote(True, False, False)
+    registrar, (_, ref, mine) = draw_on([fresh, ready], "x", "s", "sqlite://", str(home))
+    assert registrar is fresh and mine == () and ray.get(ref)["only"] is None
+    registrar, (_, ref, mine) = draw_on([importing, fresh], "x", "s", "sqlite://", str(home))
+    assert registrar is fresh and ray.get(ref)["only"] == SKLEARN_PLOTS
+    assert set(mine) | set(SKLEARN_PLOTS) == set(PLOTS) and not set(mine) & set(SKLEARN_PLOTS)
