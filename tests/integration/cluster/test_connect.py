@@ -64,3 +64,22 @@ def test_the_embedded_ray_keeps_no_task_events(engines):
     node = ray._private.worker._global_node
     assert node is not None and node.is_head(), "the session's Ray is not the embedded one"
     assert node._config.get("task_events_report_interval_ms") == 0
+
+
+def test_the_embedded_ray_runs_no_autoscaler_or_log_monitor(engines):
+    """A one-node Ray that dies with its command has nothing to autoscale, and with worker output kept in Ray's
+    log files (no CONDUCTOR_RAY_LOGS) no driver reads what a log monitor publishes: neither process is started
+    (cluster/connect.py without_monitors), and Ray's own start methods are back in place afterwards."""
+    import ray
+    from ray._private.node import Node
+
+    from cluster.connect import without_monitors
+
+    node = ray._private.worker._global_node
+    started = {kind for kind, infos in node.all_processes.items() if infos}
+    assert {"gcs_server", "raylet"} <= started and not started & {"monitor", "log_monitor"}, started
+    assert ray.get(ray.remote(lambda: 6 * 7).remote(), timeout=120) == 42
+    before = dict(Node.__dict__)
+    with without_monitors(keep_log_monitor=True):
+        assert Node.start_log_monitor is before["start_log_monitor"] and Node.start_monitor is not before["start_monitor"]
+    assert Node.start_monitor is before["start_monitor"] and Node.start_log_monitor is before["start_log_monitor"]
