@@ -64,6 +64,9 @@ def test_the_embedded_ray_keeps_no_task_events(engines):
     node = ray._private.worker._global_node
     assert node is not None and node.is_head(), "the session's Ray is not the embedded one"
     assert node._config.get("task_events_report_interval_ms") == 0
+    # and its clients retry a socket that is not listening yet every 100 ms, as often (10 s in all)
+    assert node._config.get("raylet_client_connect_timeout_milliseconds") == 100
+    assert node._config.get("raylet_client_num_connect_attempts") == 100
 
 
 def test_the_embedded_ray_runs_no_autoscaler_or_log_monitor(engines):
