@@ -118,8 +118,8 @@ def at_head(db: Path | None) -> bool:
             return (c.execute("SELECT version_num FROM alembic_version").fetchall(), blocks) if blocks else None
 
     try:
-        mine = head(db)
-        return mine is not None and mine[0] == head(tpl)[0] and mine[1] >= head(tpl)[1]
+        mine, theirs = head(db), head(tpl)
+        return mine is not None and mine[0] == theirs[0] and mine[1] >= theirs[1]
     except (OSError, sqlite3.Error, TypeError):
         return False
 

@@ -223,7 +223,7 @@ class PrefectServer:
         try:
             with urllib.request.urlopen(request, timeout=10) as r:
                 return r.status == 200 and bool(r.read())
-        except OSError:
+        except Exception:  # noqa: BLE001 - OSError, and http.client's own errors (a reply cut short): never the command's
             return False
 
     def stop(self) -> None:

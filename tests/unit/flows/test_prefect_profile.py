@@ -55,3 +55,21 @@ def test_warming_an_api_that_does_not_answer_is_no_error(monkeypatch):
         port = s.getsockname()[1]
     monkeypatch.setenv("PREFECT_API_AUTH_STRING", "x")
     assert PrefectServer.warm(types.SimpleNamespace(url=f"http://127.0.0.1:{port}/api")) is False
+    # nor one that answers with something that is not HTTP (http.client's BadStatusLine, no OSError)
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def garble():
+        conn, _ = server.accept()
+        conn.recv(4096)
+        conn.sendall(b"not http at all\r\n\r\n")
+        conn.close()
+
+    threading.Thread(target=garble, daemon=True).start()
+    try:
+        assert PrefectServer.warm(types.SimpleNamespace(url=f"http://127.0.0.1:{server.getsockname()[1]}/api")) is False
+    finally:
+        server.close()
