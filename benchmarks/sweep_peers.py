@@ -12,6 +12,11 @@ x up to 9 epochs, random sampler, successive halving (Optuna's for a and c, ASHA
 dropout x batch size, one torch thread per trial where trials run side by side. All three read the
 same preprocessed splits (preprocessed once, before any clock starts).
 Prints wall times, epochs, best val accuracy, the ratios, (c)'s breakdown and its per-trial overhead.
+
+--repeat N (default 3): (a) and (c) cold run N times each, alternated (a, c, a, c, ...), and (c) warm N times on the
+cluster; the ratios are of the medians (this 2-core machine's speed swings by up to ~20 % within minutes: two runs
+of the same sweep in the same minute differed by 4 s), each run's wall is printed, and the breakdown is the median
+run's. (b) and the two once-only sweeps (a new home's first, the cluster's first) run once.
 """
 from __future__ import annotations
 
@@ -166,10 +171,17 @@ def breakdown(c: dict) -> str:
             f"after the first) {c['overhead_median_s']:.3f}s")
 
 
+def median_run(runs: list[dict]) -> dict:
+    """The run whose wall is the median (the lower middle one of an even count), with every run's wall."""
+    ranked = sorted(runs, key=lambda r: r["wall_s"])
+    return {**ranked[(len(ranked) - 1) // 2], "walls": [r["wall_s"] for r in runs]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--trials", type=int, default=12)
     ap.add_argument("--epochs", type=int, default=9)
+    ap.add_argument("--repeat", type=int, default=3, help="runs of (a), (c) cold and (c) warm each; ratios of medians")
     ap.add_argument("--no-warm", action="store_true", help="skip (c) warm, which starts `conductor cluster up`")
     ap.add_argument("--child")
     ap.add_argument("--prepared")
@@ -183,23 +195,31 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="sweep-peers-") as tmp:
         home = Path(tmp) / "runs"
         prepared = preprocess(load_spec(SPEC).data, home, log=lambda *_: None)
-        res = {"a": run_peer("a", str(prepared.dir), args.trials, args.epochs, Path(tmp)),
-               "b": run_peer("b", str(prepared.dir), args.trials, args.epochs, Path(tmp)),
-               # cold twice, nothing of conductor's alive before either: the first command in a new home also
-               # creates Prefect's database (its migrations); every later one finds it
-               "c cold new home": conductor(home, args.trials, args.epochs, "cold-new"),
-               "c cold": conductor(home, args.trials, args.epochs, "cold")}
+        n = max(1, args.repeat)
+        res = {"b": run_peer("b", str(prepared.dir), args.trials, args.epochs, Path(tmp)),
+               # nothing of conductor's alive before any cold one: the first command in a new home also creates
+               # Prefect's database (from the template); every later one finds it
+               "c cold new home": conductor(home, args.trials, args.epochs, "cold-new")}
+        a_runs, cold_runs = [], []
+        for i in range(n):  # alternated, so that both see the same minutes of this machine
+            a_runs.append(run_peer("a", str(prepared.dir), args.trials, args.epochs, Path(tmp)))
+            cold_runs.append(conductor(home, args.trials, args.epochs, f"cold{i}"))
+        res["a"], res["c cold"] = median_run(a_runs), median_run(cold_runs)
         if not args.no_warm:
             from first_epoch import cluster_up
 
             with cluster_up(home):
                 # the first sweep on the cluster starts its warm workers (tasks/sweep/warm.py); the next finds them
                 res["c 1st on cluster"] = conductor(home, args.trials, args.epochs, "warm-first")
-                res["c warm"] = conductor(home, args.trials, args.epochs, "warm")
+                res["c warm"] = median_run([conductor(home, args.trials, args.epochs, f"warm{i}") for i in range(n)])
     print(f"\nsweep_peers: digits CNN, {args.trials} trials x <= {args.epochs} epochs, random sampler, "
           "successive halving, 2 at a time\n")
-    for name, r in res.items():
-        print(f"  ({name:<17}) wall {r['wall_s']:6.1f} s  epochs {r['epochs']:4d}  best val/accuracy {r['best_val']}")
+    for name in ("a", "b", "c cold new home", "c cold", "c 1st on cluster", "c warm"):
+        if name not in res:
+            continue
+        r = res[name]
+        each = f"  (median of {', '.join(f'{w:.1f}' for w in r['walls'])})" if len(r.get("walls", [])) > 1 else ""
+        print(f"  ({name:<17}) wall {r['wall_s']:6.1f} s  epochs {r['epochs']:4d}  best val/accuracy {r['best_val']}{each}")
     for name in ("c cold new home", "c cold", "c 1st on cluster", "c warm"):
         if name in res:
             c = res[name]
