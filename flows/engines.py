@@ -190,11 +190,9 @@ class PrefectServer:
 
     def wait(self, timeout: float = PREFECT_START_TIMEOUT_S) -> float:
         """Block until /health answers (with the auth string); returns the seconds since the spawn."""
-        import base64
         import urllib.request
 
-        auth = base64.b64encode(os.environ["PREFECT_API_AUTH_STRING"].encode()).decode()  # as Prefect's client sends it
-        request = urllib.request.Request(f"{self.url}/health", headers={"Authorization": f"Basic {auth}"})
+        request = authorized(f"{self.url}/health")
         deadline = self.t0 + timeout
         while time.perf_counter() < deadline:
             if self.proc.poll() is not None:
@@ -215,13 +213,10 @@ class PrefectServer:
         """One request past /health, while this command still waits for Ray: the server's first request through
         its API (its database session, the version check every client starts with) took ~0.3 s, on the path to
         the command's first flow run. True when it answered; never raises: the flow's client then meets a cold server."""
-        import base64
         import urllib.request
 
-        auth = base64.b64encode(os.environ["PREFECT_API_AUTH_STRING"].encode()).decode()
-        request = urllib.request.Request(f"{self.url}/admin/version", headers={"Authorization": f"Basic {auth}"})
         try:
-            with urllib.request.urlopen(request, timeout=10) as r:
+            with urllib.request.urlopen(authorized(f"{self.url}/admin/version"), timeout=10) as r:
                 return r.status == 200 and bool(r.read())
         except Exception:  # noqa: BLE001 - OSError, and http.client's own errors (a reply cut short): never the command's
             return False
@@ -234,6 +229,15 @@ class PrefectServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def authorized(url: str):
+    """A GET request to this command's own API with its auth string, as Prefect's client sends it."""
+    import base64
+    import urllib.request
+
+    auth = base64.b64encode(os.environ["PREFECT_API_AUTH_STRING"].encode()).decode()
+    return urllib.request.Request(url, headers={"Authorization": f"Basic {auth}"})
 
 
 def build_template() -> bool:

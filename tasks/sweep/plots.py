@@ -39,10 +39,9 @@ def draw_on(workers: list, name: str, study: str, storage_url: str, home: str, b
     a, b = ray.get([w.roles.remote() for w in workers[:2]], timeout=60)
     score = lambda drawer, registrar: 2 * drawer[0] + registrar[1]  # noqa: E731 - drawing costs the most
     (registrar, drawer), roles = ((workers[1], workers[0]), a) if score(a, b) > score(b, a) else (workers[:2], b)
-    loaded = len(roles) > 2 and roles[2]
-    mine = () if loaded else tuple(p for p in PLOTS if p not in SKLEARN_PLOTS)
+    loaded = len(roles) > 2 and roles[2]  # its drawing imports are done: it draws all
+    only, mine = (None, ()) if loaded else (SKLEARN_PLOTS, tuple(p for p in PLOTS if p not in SKLEARN_PLOTS))
     folder = Path(home) / name / f"{PREFIX}plots-{os.getpid()}-{secrets.token_hex(4)}"
-    only = None if loaded else SKLEARN_PLOTS
     return registrar, (str(folder), drawer.study_plots.remote(study, storage_url, str(folder), baselines_of, only), mine)
 
 
