@@ -11,7 +11,9 @@ Work: scikit-learn's digits, the CNN of experiments/digits-cnn.yaml (conv 32-64,
 x up to 9 epochs, random sampler, successive halving (Optuna's for a and c, ASHA for b), space lr x
 dropout x batch size, one torch thread per trial where trials run side by side. All three read the
 same preprocessed splits (preprocessed once, before any clock starts).
-Prints wall times, epochs, best val accuracy, the ratios, (c)'s breakdown and its per-trial overhead.
+Prints wall times, epochs, best val accuracy, the ratios, (c)'s breakdown and its per-trial overhead, and for each
+the CPU every process of the machine used meanwhile, by kind (sampled from /proc every 0.2 s, ~2 % of a core): on
+2 cores a cold sweep keeps both busy from its first second to its last trial, so its wall is its CPU over two.
 
 --repeat N (default 3): (a) and (c) cold run N times each, alternated (a, c, a, c, ...), and (c) warm N times on the
 cluster; the ratios are of the medians (this 2-core machine's speed swings by up to ~20 % within minutes: two runs
@@ -27,12 +29,89 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SPEC = ROOT / "experiments" / "digits-cnn.yaml"
+
+
+# who used the CPU while a sweep ran, by the process's command line (first match wins; "spawn_main": the processes
+# of `cluster up`'s Dask workers)
+CPU_KINDS = (("the command", ("-m flows",)), ("Prefect's API", ("uvicorn", "prefect server")),
+             ("Prefect's worker", ("prefect worker",)), ("Dask", ("dask", "distributed", "spawn_main")),
+             ("plain Optuna / Tune's driver", ("--child",)), ("W&B", ("wandb",)),
+             ("Ray's own processes", ("gcs_server", "raylet/raylet", "dashboard/dashboard.py", "dashboard/agent.py",
+                                      "DashboardAgent", "RuntimeEnvAgent", "runtime_env", "monitor.py", "ray start",
+                                      "ray.util.client")),
+             ("Ray workers (the trials)", ("ray::", "default_worker.py")))
+
+
+def _proc_cpu(pid: str, tick: float) -> float | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) * tick
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _proc_kind(pid: str) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "other"
+    return next((kind for kind, marks in CPU_KINDS if any(m in cmd for m in marks)), "other")
+
+
+@contextmanager
+def cpu_use(period: float = 0.2):
+    """The CPU seconds every process of this machine used inside the block (sampled from /proc every `period`
+    s: a process that lives less than that may be missed), by kind; yields a dict filled when the block ends."""
+    tick, me = 1.0 / os.sysconf("SC_CLK_TCK"), str(os.getpid())
+    first, last, kinds, out, stop = {}, {}, {}, {}, threading.Event()
+
+    def sample(initial: bool = False) -> None:
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit() or pid == me or (cpu := _proc_cpu(pid, tick)) is None:
+                continue
+            if pid not in first:
+                first[pid] = cpu if initial else 0.0
+            if pid not in kinds or cpu > last[pid]:  # a Ray worker's title changes when it becomes an actor
+                kind = _proc_kind(pid)  # "other" too for a process that has just exited (no command line)
+                kinds[pid] = kind if kind != "other" else kinds.get(pid, kind)
+            last[pid] = cpu
+
+    def sampling() -> None:
+        while not stop.wait(period):
+            sample()
+
+    sample(initial=True)
+    t0 = time.perf_counter()
+    thread = threading.Thread(target=sampling, daemon=True)
+    thread.start()
+    try:
+        yield out
+    finally:
+        stop.set()
+        thread.join()
+        sample()
+        by = Counter()
+        for pid, cpu in last.items():
+            by[kinds.get(pid, "other")] += cpu - first[pid]
+        out.update(wall_s=time.perf_counter() - t0, by={k: v for k, v in by.most_common() if v >= 0.05})
+
+
+def cpu_line(use: dict) -> str:
+    total, cores = sum(use["by"].values()), os.cpu_count() or 1
+    parts = ", ".join(f"{k} {v:.1f}" for k, v in use["by"].items())
+    return (f"CPU {total:.1f} core-s in {use['wall_s']:.1f} s ({total / use['wall_s'] / cores:.0%} of {cores} cores): "
+            f"{parts}")
 
 
 def overrides(trials: int, epochs: int) -> dict:
@@ -122,13 +201,14 @@ def child(mode: str, prepared_dir: str, trials: int, epochs: int, out: str) -> N
 
 def run_peer(mode: str, prepared_dir: str, trials: int, epochs: int, tmp: Path) -> dict:
     out = tmp / f"{mode}.json"
-    t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, __file__, "--child", mode, "--prepared", prepared_dir, "--trials",
-                           str(trials), "--epochs", str(epochs), "--out", str(out)], capture_output=True, text=True)
-    wall = time.perf_counter() - t0
+    with cpu_use() as use:
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, __file__, "--child", mode, "--prepared", prepared_dir, "--trials",
+                               str(trials), "--epochs", str(epochs), "--out", str(out)], capture_output=True, text=True)
+        wall = time.perf_counter() - t0
     if proc.returncode:
         raise SystemExit(f"({mode}) failed:\n{proc.stderr[-3000:]}")
-    return {"wall_s": wall, **json.loads(out.read_text())}
+    return {"wall_s": wall, "cpu": use, **json.loads(out.read_text())}
 
 
 def conductor(home: Path, trials: int, epochs: int, study: str) -> dict:
@@ -141,9 +221,10 @@ def conductor(home: Path, trials: int, epochs: int, study: str) -> dict:
     for k, v in overrides(trials, epochs).items():
         args += ["--set", f"{k}={json.dumps(v) if v is not None else 'null'}"]
     env = {**os.environ, "CONDUCTOR_HOME": str(home), "CONDUCTOR_TRIAL_THREADS": "1"}
-    t0 = time.perf_counter()
-    proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env=env)
-    wall = time.perf_counter() - t0
+    with cpu_use() as use:
+        t0 = time.perf_counter()
+        proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env=env)
+        wall = time.perf_counter() - t0
     if proc.returncode:
         raise SystemExit(f"(c) failed:\n{proc.stderr[-3000:]}")
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -154,7 +235,7 @@ def conductor(home: Path, trials: int, epochs: int, study: str) -> dict:
         prog = json.loads((home / "digits-cnn" / "sweeps" / study / f"t{t.number:03d}" / "progress.json").read_text())
         spent = (t.datetime_complete - t.datetime_start).total_seconds()
         overheads.append(spent - sum(r["epoch_seconds"] for r in prog["history"]))
-    return {"wall_s": wall, "summary": summary, "epochs": sum(len(t.intermediate_values) for t in trials_),
+    return {"wall_s": wall, "cpu": use, "summary": summary, "epochs": sum(len(t.intermediate_values) for t in trials_),
             "best_val": summary["best"]["value"], "overhead_median_s": statistics.median(overheads)}
 
 
@@ -226,6 +307,8 @@ def main() -> None:
             print(f"\n  ({name}) / (a) = {c['wall_s'] / res['a']['wall_s']:.2f}x   ({name}) / (b) = "
                   f"{c['wall_s'] / res['b']['wall_s']:.2f}x")
             print(f"  ({name}) {breakdown(c)}")
+            print(f"  ({name}) {cpu_line(c['cpu'])}")
+    print(f"\n  (a) {cpu_line(res['a']['cpu'])}\n  (b) {cpu_line(res['b']['cpu'])}")
     print("\n  goals: warm <= 1.2x (a) and < (b); cold <= 2x (a); per-trial overhead <= 1 s")
 
 
