@@ -72,10 +72,10 @@ def register_best(spec: Spec, prepared: Prepared, study_name: str, storage_url: 
 
 def _plots(study: optuna.Study, out: Path, drawn: tuple | None) -> dict:
     """Optuna's plots in out: drawn by another worker (`drawn`: its folder, Ray ref, and the plots to draw here
-    meanwhile: plots.draw_on), or all here when there is none or it failed."""
+    meanwhile, none when it draws all: plots.draw_on), or all here when there is none or it failed."""
     if drawn is not None:
-        folder, ref, *rest = drawn
-        mine = study_plots(study, out, only=rest[0]) if rest and rest[0] else None
+        folder, ref, names = drawn
+        mine = study_plots(study, out, only=names) if names else None
         try:
             import ray
 
@@ -87,7 +87,7 @@ def _plots(study: optuna.Study, out: Path, drawn: tuple | None) -> dict:
         except Exception:  # noqa: BLE001 - the drawing worker died or failed: they are drawn here instead
             remove(Path(folder))
         if mine is not None:
-            return merge(out, [mine, study_plots(study, out, only=[p for p in PLOTS if p not in rest[0]])])
+            return merge(out, [mine, study_plots(study, out, only=[p for p in PLOTS if p not in names])])
     return study_plots(study, out)
 
 

@@ -38,9 +38,9 @@ def draw_on(workers: list, name: str, study: str, storage_url: str, home: str, b
         return workers[0], None
     a, b = ray.get([w.roles.remote() for w in workers[:2]], timeout=60)
     score = lambda drawer, registrar: 2 * drawer[0] + registrar[1]  # noqa: E731 - drawing costs the most
+    # the drawer's roles: when its drawing imports are done (roles[2]) it draws all
     (registrar, drawer), roles = ((workers[1], workers[0]), a) if score(a, b) > score(b, a) else (workers[:2], b)
-    loaded = len(roles) > 2 and roles[2]  # its drawing imports are done: it draws all
-    only, mine = (None, ()) if loaded else (SKLEARN_PLOTS, tuple(p for p in PLOTS if p not in SKLEARN_PLOTS))
+    only, mine = (None, ()) if roles[2] else (SKLEARN_PLOTS, tuple(p for p in PLOTS if p not in SKLEARN_PLOTS))
     folder = Path(home) / name / f"{PREFIX}plots-{os.getpid()}-{secrets.token_hex(4)}"
     return registrar, (str(folder), drawer.study_plots.remote(study, storage_url, str(folder), baselines_of, only), mine)
 

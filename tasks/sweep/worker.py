@@ -186,7 +186,8 @@ class TrialWorker:
     def register_best(self, spec, prepared, study: str, storage_url: str, home: str, wandb_mode: str,
                       run_id: str | None, drawn: tuple | None = None, baselines: dict | None = None) -> dict:
         """The best trial's weights scored on test and registered as a run directory, here (see WarmPool);
-        `drawn`: (folder, ref) of the study's plots another worker draws meanwhile (study_plots)."""
+        `drawn`: (folder, ref, the plots to draw here) of the study's plots another worker draws meanwhile
+        (plots.draw_on)."""
         from .best import register_best
 
         self.registered = True

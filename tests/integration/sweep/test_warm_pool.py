@@ -230,7 +230,7 @@ def test_the_study_plots_drawn_by_another_worker_move_into_the_run(engines, home
         folder, run = home / "x" / f".tmp-plots-{os.getpid()}-{int(fail)}{int(split)}", home / f"run{int(fail)}{int(split)}"
         run.mkdir()
         ref = draw.remote(str(folder), fail, SKLEARN_PLOTS if split else None)
-        plots = best._plots(study, run / "sweep", (str(folder), ref, mine) if split else (str(folder), ref))
+        plots = best._plots(study, run / "sweep", (str(folder), ref, mine if split else ()))
         assert not folder.exists()
         assert sorted(p.name for p in (run / "sweep").glob("*.png")) == sorted(f"{p}.png" for p in PLOTS)
         assert plots["png"] == [f"sweep/{p}.png" for p in PLOTS]
@@ -268,8 +268,8 @@ def test_roles_go_to_the_workers_that_loaded_what_they_import(engines, home):
 
     @ray.remote(num_cpus=0)
     class Worker:
-        def __init__(self, drew: bool, registered: bool, *imported: bool):
-            self.loaded = (drew, registered, *imported)
+        def __init__(self, drew: bool, registered: bool, imported: bool = False):
+            self.loaded = (drew, registered, imported)
 
         def roles(self) -> tuple:
             return self.loaded
