@@ -66,8 +66,7 @@ class TrialWorker:
     """The actor. `ready` warms it for a sweep; `run_trial` runs one trial; `drain` waits for W&B."""
 
     def __init__(self, home: str, wandb: dict, owner: str | None = None):
-        import torch  # noqa: F401 - imported once per worker, not once per trial
-        import torch._dynamo  # noqa: F401 - a torch optimizer's first __init__ imports it (~1.2 s of the first trial)
+        import torch  # noqa: F401 - imported once per worker, not once per trial (never torch._dynamo: optim.py)
 
         import models.registry  # noqa: F401 - every family module
 

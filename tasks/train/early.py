@@ -1,7 +1,7 @@
 """`conductor run`'s Ray Train workers, started as the command connects to Ray (the embedded one or `cluster up`'s)
 instead of when it calls fit() seconds later. Traced on cluster up (digits-mlp, one
 worker, a fast day): fit() at 3.6 s, then the placement group and a new worker process 1.2 s, the worker's import
-of torch for the process group 1.5 s, and torch's first optimizer 1.1 s (it imports torch._dynamo) — one after
+of torch for the process group 1.5 s, and torch's first optimizer 1.1 s (it imported torch._dynamo; optim.py's do not) — one after
 the other, before the first epoch at ~8 s. Here the same placement group and the same RayTrainWorker actors are
 made while the driver still sets up its flow, and each imports what those steps import; LeanWorkerGroup
 (lean.py) takes them over when its group asks for the same bundles, else they are removed and Ray Train makes
@@ -23,11 +23,14 @@ _lock = threading.Lock()
 _early: dict = {}  # made by start(): "pg", "actors", "resources"; until a worker group takes or drops them
 
 
-def warm_imports() -> None:
-    """Run in each early worker: what Ray's torch backend, the train function and torch's first optimizer
-    (torch._dynamo, ~1.3 s here) would import after fit()."""
+def warm_imports(ddp: bool = True) -> None:
+    """Run in each early worker: what Ray's torch backend and the train function would import after fit(), and
+    with more than one worker what DDP imports (torch._dynamo, ~1.3 s here; one worker's optimizer does not:
+    optim.py)."""
     import ray.train.torch  # noqa: F401
-    import torch._dynamo  # noqa: F401
+
+    if ddp:
+        import torch._dynamo  # noqa: F401
 
     import models  # noqa: F401
 
@@ -61,7 +64,7 @@ def start(workers: int, cpu: float, gpu: float = 0.0) -> int:
         for i in range(workers):
             actors.append(cls.options(scheduling_strategy=PlacementGroupSchedulingStrategy(
                 placement_group=pg, placement_group_bundle_index=i)).remote())
-            actors[-1].execute.remote(warm_imports)
+            actors[-1].execute.remote(warm_imports, workers > 1)
     except Exception:  # noqa: BLE001 - no head start: Ray Train makes its own workers at fit(), as before
         with contextlib.suppress(Exception):
             for actor in actors:

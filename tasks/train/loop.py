@@ -15,6 +15,7 @@ from torch import nn
 from ..data import Preprocessor
 from ..evaluate.outputs import NO_INPUTS, predict_all, score
 from ..spec import Train
+from .optim import optimizer_class
 from .state import Progress, diverged_message  # noqa: F401 - their old home: tasks.train.loop
 
 
@@ -49,9 +50,9 @@ def agreed(bad: str, device) -> str:
 
 
 def make_optimizer(params, cfg: Train) -> torch.optim.Optimizer:
+    cls = optimizer_class(cfg.optimizer)  # torch's, without its ~1 s import of torch._dynamo (optim.py)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
-    cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+        return cls(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
     return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
