@@ -1,7 +1,10 @@
 """The same sweep run by the tools a user would pick instead, each in a fresh process:
 
-  (a) plain Optuna in one process: study.optimize, the model trained inside the objective
-  (b) Ray Tune: Tuner + OptunaSearch + ASHA, reuse_actors, 2 trials at a time
+  (a) plain Optuna in one process: study.optimize, the model trained inside the objective with torch.optim's
+      optimizers, as a user writes it
+  (a') the same with conductor's optimizers (tasks/train/optim.py: torch's own classes, stepped without importing
+      torch._dynamo), to show what that part of conductor's loop saves a process by itself
+  (b) Ray Tune: Tuner + OptunaSearch + ASHA, reuse_actors, 2 trials at a time, torch.optim's optimizers as in (a)
   (c) `conductor sweep` with the spec's defaults (W&B offline on, as a user runs it), parallel 2:
       cold (no conductor, Ray or Prefect process alive: the first command in a new home, which also creates
       Prefect's database, then a second one), then with `conductor cluster up` running: its first
@@ -15,10 +18,10 @@ Prints wall times, epochs, best val accuracy, the ratios, (c)'s breakdown and it
 the CPU every process of the machine used meanwhile, by kind (sampled from /proc every 0.2 s, ~2 % of a core): on
 2 cores a cold sweep keeps both busy from its first second to its last trial, so its wall is its CPU over two.
 
---repeat N (default 3): (a) and (c) cold run N times each, alternated (a, c, a, c, ...), and (c) warm N times on the
-cluster; the ratios are of the medians (this 2-core machine's speed swings by up to ~20 % within minutes: two runs
-of the same sweep in the same minute differed by 4 s), each run's wall is printed, and the breakdown is the median
-run's. (b) and the two once-only sweeps (a new home's first, the cluster's first) run once.
+--repeat N (default 3): (a), (a') and (c) cold run N times each, alternated (a, a', c, a, a', c, ...), and (c) warm
+N times on the cluster; the ratios are of the medians (this 2-core machine's speed swings by up to ~20 % within
+minutes: two runs of the same sweep in the same minute differed by 4 s), each run's wall is printed, and the
+breakdown is the median run's. (b) and the two once-only sweeps (a new home's first, the cluster's first) run once.
 """
 from __future__ import annotations
 
@@ -120,7 +123,7 @@ def overrides(trials: int, epochs: int) -> dict:
 
 
 def child_optuna(spec, prepared_dir: str) -> dict:
-    """(a): thirty lines of plain Optuna, with conductor's own loop and data so the work is the same."""
+    """(a) and (a'): thirty lines of plain Optuna, with conductor's own loop and data so the work is the same."""
     import optuna
 
     from tasks.sweep import make_pruner, make_sampler, suggest, trial_spec
@@ -160,6 +163,8 @@ def child_tune(spec, prepared_dir: str) -> dict:
     raw = spec.model_dump(mode="json")
 
     def trainable(config):
+        import torch._dynamo  # noqa: F401 - what torch.optim's first optimizer imports in a user's trainable (see child)
+
         from models import build_model
         from tasks.sweep import trial_spec
         from tasks.sweep.trial import TrialData, reseed
@@ -195,7 +200,11 @@ def child(mode: str, prepared_dir: str, trials: int, epochs: int, out: str) -> N
     from tasks.spec_file import load_spec
 
     spec = load_spec(SPEC, overrides(trials, epochs))
-    res = (child_optuna if mode == "a" else child_tune)(spec, prepared_dir)
+    if mode == "a":
+        # torch.optim's first optimizer imports torch._dynamo (~1 s, and ~120k objects every full collection walks
+        # again); with it loaded, conductor's loop uses torch.optim's own classes (the same arithmetic, bit for bit)
+        import torch._dynamo  # noqa: F401
+    res = (child_optuna if mode in ("a", "a2") else child_tune)(spec, prepared_dir)
     Path(out).write_text(json.dumps(res))
 
 
@@ -281,11 +290,12 @@ def main() -> None:
                # nothing of conductor's alive before any cold one: the first command in a new home also creates
                # Prefect's database (from the template); every later one finds it
                "c cold new home": conductor(home, args.trials, args.epochs, "cold-new")}
-        a_runs, cold_runs = [], []
-        for i in range(n):  # alternated, so that both see the same minutes of this machine
+        a_runs, own_runs, cold_runs = [], [], []
+        for i in range(n):  # alternated, so that all see the same minutes of this machine
             a_runs.append(run_peer("a", str(prepared.dir), args.trials, args.epochs, Path(tmp)))
+            own_runs.append(run_peer("a2", str(prepared.dir), args.trials, args.epochs, Path(tmp)))
             cold_runs.append(conductor(home, args.trials, args.epochs, f"cold{i}"))
-        res["a"], res["c cold"] = median_run(a_runs), median_run(cold_runs)
+        res["a"], res["a'"], res["c cold"] = median_run(a_runs), median_run(own_runs), median_run(cold_runs)
         if not args.no_warm:
             from first_epoch import cluster_up
 
@@ -295,7 +305,7 @@ def main() -> None:
                 res["c warm"] = median_run([conductor(home, args.trials, args.epochs, f"warm{i}") for i in range(n)])
     print(f"\nsweep_peers: digits CNN, {args.trials} trials x <= {args.epochs} epochs, random sampler, "
           "successive halving, 2 at a time\n")
-    for name in ("a", "b", "c cold new home", "c cold", "c 1st on cluster", "c warm"):
+    for name in ("a", "a'", "b", "c cold new home", "c cold", "c 1st on cluster", "c warm"):
         if name not in res:
             continue
         r = res[name]
@@ -304,11 +314,13 @@ def main() -> None:
     for name in ("c cold new home", "c cold", "c 1st on cluster", "c warm"):
         if name in res:
             c = res[name]
-            print(f"\n  ({name}) / (a) = {c['wall_s'] / res['a']['wall_s']:.2f}x   ({name}) / (b) = "
-                  f"{c['wall_s'] / res['b']['wall_s']:.2f}x")
+            ratios = "   ".join(f"({name}) / ({peer}) = {c['wall_s'] / res[peer]['wall_s']:.2f}x" for peer in ("a", "b", "a'"))
+            print(f"\n  {ratios}")
             print(f"  ({name}) {breakdown(c)}")
             print(f"  ({name}) {cpu_line(c['cpu'])}")
-    print(f"\n  (a) {cpu_line(res['a']['cpu'])}\n  (b) {cpu_line(res['b']['cpu'])}")
+    print()
+    for name in ("a", "a'", "b"):
+        print(f"  ({name}) {cpu_line(res[name]['cpu'])}")
     print("\n  goals: warm <= 1.2x (a) and < (b); cold <= 2x (a); per-trial overhead <= 1 s")
 
 
