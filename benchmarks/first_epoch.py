@@ -2,6 +2,7 @@
 command's start to its first epoch line on stderr, against
 
   (a) the plain PyTorch script a user would write: python, imports, the same prepared splits, 1 epoch, in one process,
+      with torch.optim's optimizer (so torch._dynamo's import, which conductor's loop skips: tasks/train/optim.py),
   (f) the floor of any Ray run: python + an empty ray.init + one actor that imports torch,
 
 for (b) the embedded default (every engine started by the command) and (c) with `conductor cluster up` running, and
@@ -34,6 +35,7 @@ t0 = time.perf_counter()
 import sys
 sys.path.insert(0, {root!r})
 import torch
+import torch._dynamo  # what torch.optim's first optimizer imports in a user's script (conductor's loop does not)
 from models import build_model
 from tasks.data import Prepared
 from tasks.spec_file import load_spec
