@@ -49,6 +49,7 @@ def start(project: str, mode: str, home: Path, name: str, group: str, config: di
         return None
     import wandb
 
+    skip_unstaged_launch_inputs(wandb)
     env_defaults(home)
     return wandb.init(
         project=project, entity=entity, mode=mode, dir=str(home), name=name, group=group, job_type=job_type,
@@ -59,14 +60,31 @@ def start(project: str, mode: str, home: Path, name: str, group: str, config: di
 
 
 def warm_imports() -> None:
-    """What a process's first `wandb.init` imports (wandb, and its launch inputs: ~0.5 s after torch here), imported
-    before a process that trains opens runs from a thread: there, the imports held the GIL through its first epochs."""
-    import wandb  # noqa: F401
+    """What a process's first `wandb.init` imports (wandb, ~0.75 s after torch here), imported before a process that
+    trains opens runs from a thread: there, the imports held the GIL through its first epochs."""
+    import wandb
 
-    try:  # Run._detect_and_apply_job_inputs imports it in every process's first run
-        from wandb.sdk.launch.inputs import internal  # noqa: F401
-    except ImportError:
-        pass
+    skip_unstaged_launch_inputs(wandb)
+
+
+STAGING = "wandb.sdk.launch.inputs.internal"  # where W&B Launch stages a job's inputs (wandb.launch.manage_*)
+
+
+def skip_unstaged_launch_inputs(wandb) -> None:
+    """Every process's first run applies the W&B Launch job inputs staged in that process, and imports
+    wandb.sdk.launch for it (its agent and API client: ~0.45 s of CPU here) even when there are none. Inputs are
+    staged only through STAGING, so while it is not loaded there are none to apply: W&B's step runs only once it is.
+    Where W&B's Run has no such step (another W&B version), nothing changes."""
+    apply = getattr(wandb.Run, "_detect_and_apply_job_inputs", None)
+    if apply is None or getattr(apply, "skips_unstaged", False):
+        return
+
+    def apply_staged(run) -> None:
+        if STAGING in sys.modules:
+            apply(run)
+
+    apply_staged.skips_unstaged = True
+    wandb.Run._detect_and_apply_job_inputs = apply_staged
 
 
 def env_defaults(home: Path) -> None:
