@@ -101,7 +101,8 @@ def test_a_warm_worker_gives_a_fresh_workers_result(engines, home):
                 pool.replace(pool.actors[0])
         assert curves[0] == curves[1] == curves[2]
         # a worker's trials (W&B runs, torch's optimizer) load neither W&B Launch nor torch._dynamo (~1.3 s of CPU)
-        extra = lambda _worker: [m in __import__("sys").modules for m in ("wandb.sdk.launch", "torch._dynamo")]  # noqa: E731
+        extra = lambda _worker: [m in __import__("sys").modules  # noqa: E731
+                                 for m in ("wandb.sdk.launch", "torch._dynamo")]
         assert ray.get(pool.actors[0].__ray_call__.remote(extra), timeout=60) == [False, False]
     finally:
         pool.close()
