@@ -163,7 +163,7 @@ def child_tune(spec, prepared_dir: str) -> dict:
     raw = spec.model_dump(mode="json")
 
     def trainable(config):
-        import torch._dynamo  # noqa: F401 - what torch.optim's first optimizer imports in a user's trainable (see child)
+        import torch._dynamo  # noqa: F401 - what torch.optim's first optimizer imports in a user's trainable
 
         from models import build_model
         from tasks.sweep import trial_spec
@@ -314,7 +314,8 @@ def main() -> None:
     for name in ("c cold new home", "c cold", "c 1st on cluster", "c warm"):
         if name in res:
             c = res[name]
-            ratios = "   ".join(f"({name}) / ({peer}) = {c['wall_s'] / res[peer]['wall_s']:.2f}x" for peer in ("a", "b", "a'"))
+            ratios = "   ".join(f"({name}) / ({peer}) = {c['wall_s'] / res[peer]['wall_s']:.2f}x"
+                                   for peer in ("a", "b", "a'"))
             print(f"\n  {ratios}")
             print(f"  ({name}) {breakdown(c)}")
             print(f"  ({name}) {cpu_line(c['cpu'])}")
