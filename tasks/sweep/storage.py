@@ -17,6 +17,7 @@ from cluster.settings import redact_url
 
 from ..errors import UserError
 from ..spec import Sweep
+from .schema import open_rdb
 
 HEARTBEAT_S = 2
 GRACE_S = 8
@@ -37,7 +38,7 @@ def make_storage(url: str, heartbeat: bool = True) -> optuna.storages.BaseStorag
                 if heartbeat:
                     kwargs.update(heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
                                   heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(3))
-                storage = optuna.storages.RDBStorage(url, **kwargs)
+                storage = open_rdb(url, **kwargs)  # without Alembic's import where it is not needed
                 if url.startswith("sqlite"):
                     write_ahead_log(storage)
                 return storage
