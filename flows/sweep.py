@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 
 from cluster.connect import dask_runner_kwargs, ensure_ray, quiet_env, ray_resources
+from tasks.lazy import defer  # noqa: E402
 
 quiet_env()  # before prefect reads its settings
+defer("redis")  # before Optuna (tasks/lazy.py)
 
 import optuna  # noqa: E402
 from prefect import flow, task  # noqa: E402

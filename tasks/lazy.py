@@ -4,6 +4,9 @@ start-up on 2 cores importing them for pieces (fit_parallel, Tracking) that need
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import sys
+import types
 from collections.abc import Callable
 
 
@@ -39,3 +42,40 @@ class LazyModule:
 
     def __repr__(self) -> str:
         return f"<lazy module {self.__dict__['_name']!r}>"
+
+
+
+class _Deferred(types.ModuleType):
+    """The stand-in `defer` puts in sys.modules: `import name` finds it (its __spec__ says it is not initializing),
+    and the first attribute it lacks imports the real module in its place and is answered from it, as is every
+    later one. A submodule import asks it for __path__, which imports the real package first."""
+
+    def __getattr__(self, attr: str):
+        real = self.__dict__.get("_deferred_module")
+        if real is None:
+            name = self.__dict__["__name__"]
+            if sys.modules.get(name) is self:
+                del sys.modules[name]
+            real = self.__dict__["_deferred_module"] = importlib.import_module(name)
+        return getattr(real, attr)
+
+
+def defer(name: str) -> bool:
+    """Make `import name` (a top-level module nothing has imported yet) cost nothing until the module is used: the
+    real import happens on the first attribute asked of it, by whoever uses it. For a module a library imports with
+    itself for a feature conductor never uses: Optuna imports redis (and with it OpenTelemetry's metrics SDK),
+    ~0.15 s of CPU in every process that imports Optuna, for its Redis journal backend. (importlib.util.LazyLoader
+    does not do this: the import statement itself reads the module's __spec__, which runs it.) True when deferred;
+    a module that is missing or imported already is left to a plain import."""
+    if name in sys.modules or "." in name:
+        return False
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return False
+    if spec is None:
+        return False
+    stand_in = _Deferred(name)
+    stand_in.__spec__ = spec
+    sys.modules[name] = stand_in
+    return True

@@ -1,5 +1,6 @@
 """tasks.lazy.LazyModule: a module loaded on first attribute access, picklable, never half there."""
 import copy
+import json
 import pickle
 import subprocess
 import sys
@@ -7,7 +8,7 @@ import sys
 import cloudpickle
 import pytest
 
-from tasks.lazy import LazyModule
+from tasks.lazy import LazyModule, defer
 
 
 def test_a_lazy_module_loads_on_first_use_only():
@@ -26,3 +27,31 @@ def test_a_lazy_module_pickles_and_copies_as_itself():
         m.no_such_name  # noqa: B018
     with pytest.raises(ModuleNotFoundError):
         LazyModule("no_such_module_here").anything  # noqa: B018
+
+
+# in a fresh interpreter: Optuna imported after tasks.sweep (which defers redis), then redis used for real
+DEFERRED = """
+import json, sys
+import tasks.sweep
+import optuna
+out = {"loaded_with_optuna": "redis.client" in sys.modules, "otel": "opentelemetry.sdk" in sys.modules}
+backend = optuna.storages.journal.JournalRedisBackend("redis://127.0.0.1:6379")  # a client; connects on first use
+import redis.asyncio
+from redis import Redis
+out.update(client=type(backend._redis).__module__, same=Redis is redis.Redis is sys.modules["redis"].Redis,
+           asyncio=redis.asyncio.Redis.__module__, real=type(sys.modules["redis"]).__name__)
+print(json.dumps(out))
+"""
+
+
+def test_a_deferred_module_costs_nothing_until_used_and_then_is_the_module():
+    done = subprocess.run([sys.executable, "-W", "ignore", "-c", DEFERRED], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got == {"loaded_with_optuna": False, "otel": False, "client": "redis.client", "same": True,
+                   "asyncio": "redis.asyncio.client", "real": "module"}
+
+
+def test_defer_leaves_missing_imported_and_dotted_modules_to_a_plain_import():
+    assert not defer("no_such_module_here") and "no_such_module_here" not in sys.modules
+    assert not defer("json") and not defer("os.path")
