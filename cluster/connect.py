@@ -7,6 +7,7 @@ import os
 import time
 from pathlib import Path
 
+from .dashboard_deps import checked_on_disk
 from .settings import Settings, SettingsError, client_env, home
 
 # Quiet defaults for every engine we start; a user's own setting wins.
@@ -133,7 +134,7 @@ def ensure_ray(settings: Settings, num_cpus: int | None = None) -> dict:
             kwargs["_temp_dir"] = str(temp)
         if (store := object_store_bytes()) is not None:
             kwargs["object_store_memory"] = store
-        with without_monitors(keep_log_monitor=kwargs["log_to_driver"]):
+        with without_monitors(keep_log_monitor=kwargs["log_to_driver"]), checked_on_disk():
             ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), **kwargs, _system_config=LOCAL_RAY_CONFIG)
     return {"ray_start_s": time.perf_counter() - t0}
 

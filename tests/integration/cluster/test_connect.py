@@ -1,6 +1,7 @@
 """Connecting to Ray from a process that imported ray before conductor set its auth mode."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,20 +14,39 @@ from conftest import ROOT
 pytestmark = pytest.mark.integration
 
 SCRIPT = """
+import json, sys
+import psutil
 import ray  # before conductor sets RAY_AUTH_MODE: Ray reads it at this import
 from cluster.connect import ensure_ray
+from cluster.dashboard_deps import found_on_disk
 from cluster.settings import load_settings
 ensure_ray(load_settings(), num_cpus=1)
-print(ray.get(ray.remote(lambda: 41 + 1).remote(), timeout=120))
+answer = ray.get(ray.remote(lambda: 41 + 1).remote(), timeout=120)
+node = ray._private.worker._global_node
+raylet = psutil.Process(node.all_processes["raylet"][0].process.pid)
+agents = [" ".join(p.cmdline()) for p in raylet.children() if "agent" in " ".join(p.cmdline()).lower()]
+dashboard = " ".join(psutil.Process(node.all_processes["dashboard"][0].process.pid).cmdline())
+aiohttp = "aiohttp" in sys.modules  # before Ray's own check runs here, below
+print(json.dumps({"answer": answer, "aiohttp_in_driver": aiohttp, "agents": len(agents),
+                  "minimal": [c for c in agents + [dashboard] if "--minimal" in c],
+                  "rays_own_check": repr(ray._private.utils.get_dashboard_dependency_error()),
+                  "on_disk": repr(found_on_disk())}))
 """
 
 
 def test_a_driver_that_imported_ray_first_still_authenticates(tmp_path):
+    """Also: the embedded Ray's start answers Ray's dashboard dependency check from the disk (cluster/dashboard_deps.py)
+    with Ray's own answer, so its API server and agents load what they did, and the driver imports none of them."""
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "CONDUCTOR_RAY_ADDRESS")}
     env["CONDUCTOR_HOME"] = str(tmp_path / "runs")
     done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, cwd=ROOT, env=env,
                           timeout=240)
-    assert done.returncode == 0 and done.stdout.strip().splitlines()[-1] == "42", done.stderr[-2000:]
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["answer"] == 42
+    assert got["aiohttp_in_driver"] is False
+    assert got["rays_own_check"] == got["on_disk"] == "None"  # Ray's dashboard dependencies are installed here
+    assert got["agents"] >= 1 and got["minimal"] == []
 
 
 def test_ray_keeps_its_session_under_the_home(engines, home):
