@@ -48,7 +48,8 @@ class LazyModule:
 class _Deferred(types.ModuleType):
     """The stand-in `defer` puts in sys.modules: `import name` finds it (its __spec__ says it is not initializing),
     and the first attribute it lacks imports the real module in its place and is answered from it, as is every
-    later one. A submodule import asks it for __path__, which imports the real package first."""
+    later one. A submodule import asks it for __path__, which imports the real package first. It has what a module
+    has before its code runs (__spec__, __file__, ...), so that whoever probes those of every module finds them."""
 
     def __getattr__(self, attr: str):
         real = self.__dict__.get("_deferred_module")
@@ -76,6 +77,10 @@ def defer(name: str) -> bool:
     if spec is None:
         return False
     stand_in = _Deferred(name)
-    stand_in.__spec__ = spec
+    # what the import system sets before a module runs, so that probes of every module in sys.modules (inspect's
+    # getmodule asks each one for __file__; torch's import calls it) answer without importing this one
+    stand_in.__spec__, stand_in.__loader__, stand_in.__package__ = spec, spec.loader, spec.parent
+    if spec.has_location:
+        stand_in.__file__, stand_in.__cached__ = spec.origin, spec.cached
     sys.modules[name] = stand_in
     return True

@@ -29,11 +29,14 @@ def test_a_lazy_module_pickles_and_copies_as_itself():
         LazyModule("no_such_module_here").anything  # noqa: B018
 
 
-# in a fresh interpreter: Optuna imported after tasks.sweep (which defers redis), then redis used for real
+# in a fresh interpreter: Optuna and torch imported after tasks.sweep (which defers redis), then redis used
 DEFERRED = """
 import json, sys
 import tasks.sweep
 import optuna
+import inspect
+import torch  # its import asks inspect.getmodule, which probes every module in sys.modules for __file__
+inspect.getmodule(json)
 out = {"loaded_with_optuna": "redis.client" in sys.modules, "otel": "opentelemetry.sdk" in sys.modules}
 backend = optuna.storages.journal.JournalRedisBackend("redis://127.0.0.1:6379")  # a client; connects on first use
 import redis.asyncio
