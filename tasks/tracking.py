@@ -50,6 +50,7 @@ def start(project: str, mode: str, home: Path, name: str, group: str, config: di
     import wandb
 
     skip_unstaged_launch_inputs(wandb)
+    no_analytics_when_offline(mode)
     env_defaults(home)
     return wandb.init(
         project=project, entity=entity, mode=mode, dir=str(home), name=name, group=group, job_type=job_type,
@@ -59,12 +60,34 @@ def start(project: str, mode: str, home: Path, name: str, group: str, config: di
     )
 
 
-def warm_imports() -> None:
+def warm_imports(mode: str | None = None) -> None:
     """What a process's first `wandb.init` imports (wandb, ~0.75 s after torch here), imported before a process that
     trains opens runs from a thread: there, the imports held the GIL through its first epochs."""
     import wandb
 
     skip_unstaged_launch_inputs(wandb)
+    if mode is not None:
+        no_analytics_when_offline(mode)
+
+
+def no_analytics_when_offline(mode: str) -> bool:
+    """An offline run reaches no server. W&B's own product analytics (OpenTelemetry metrics and logs for W&B's
+    servers) follows the process's global W&B settings, not the run's mode: a process whose runs were offline built
+    OTLP exporters on its first run (~0.2 s of CPU, two export threads) and, a minute later, looked W&B's server up
+    to post to it (a DNS query, seen with strace). Where the mode is offline, W&B's switch for the whole process
+    (`opentelemetry_proxy.disable`) turns them off before the first run; an online run leaves them as W&B has them.
+    True when turned off; a W&B without that switch is left as it is."""
+    if mode != "offline":
+        return False
+    try:
+        from wandb.analytics.opentelemetry import opentelemetry_proxy
+    except ImportError:
+        return False
+    disable = getattr(opentelemetry_proxy, "disable", None)
+    if not callable(disable):
+        return False
+    disable()
+    return True
 
 
 STAGING = "wandb.sdk.launch.inputs.internal"  # where W&B Launch stages a job's inputs (wandb.launch.manage_*)

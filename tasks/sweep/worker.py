@@ -73,7 +73,7 @@ class TrialWorker:
         from . import trial  # noqa: F401 - the loop and its evaluation, before the first trial asks for them
 
         if wandb["mode"] != "disabled":
-            tracking.warm_imports()  # not in the first trial's tracker thread, beside its epochs
+            tracking.warm_imports(wandb["mode"])  # not in the first trial's tracker thread, beside its epochs
         gc.freeze()  # the modules stay for the worker's life: no collection walks them again (~0.2 s each)
         self.home, self.wandb = Path(home), wandb
         self.data: dict[str, TrialData] = {}
