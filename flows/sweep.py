@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from cluster.connect import dask_runner_kwargs, ensure_ray, quiet_env, ray_resources
-from tasks.lazy import defer  # noqa: E402
+from tasks.lazy import defer
 
 quiet_env()  # before prefect reads its settings
 defer("redis")  # before Optuna (tasks/lazy.py)

@@ -60,14 +60,14 @@ def start(project: str, mode: str, home: Path, name: str, group: str, config: di
     )
 
 
-def warm_imports(mode: str | None = None) -> None:
+def warm_imports(mode: str) -> None:
     """What a process's first `wandb.init` imports (wandb, ~0.75 s after torch here), imported before a process that
-    trains opens runs from a thread: there, the imports held the GIL through its first epochs."""
+    trains opens runs from a thread (there, the imports held the GIL through its first epochs); with what `start`
+    sets up before a run of `mode`."""
     import wandb
 
     skip_unstaged_launch_inputs(wandb)
-    if mode is not None:
-        no_analytics_when_offline(mode)
+    no_analytics_when_offline(mode)
 
 
 def no_analytics_when_offline(mode: str) -> bool:

@@ -55,11 +55,17 @@ def _revisions(connection) -> list[str] | None:
         return None
 
 
+_AT_HEAD: set[str] = set()  # URLs this process found at the head: a command opens its storage ~6 times
+
+
 def at_head(url: str, engine_kwargs: dict[str, Any]) -> bool:
-    """Whether the database at `url` has exactly this Optuna's head revision (one query, no Alembic)."""
+    """Whether the database at `url` has exactly this Optuna's head revision (one query, no Alembic; asked once per
+    URL and process once the answer is yes: nothing downgrades a database's schema under a running command)."""
     head = schema_head()
     if head is None or not _lean_init_installed():
         return False
+    if url in _AT_HEAD:
+        return True
     import sqlalchemy
 
     try:
@@ -68,11 +74,14 @@ def at_head(url: str, engine_kwargs: dict[str, Any]) -> bool:
         return False  # Optuna's own path reports a bad URL or driver
     try:
         with engine.connect() as connection:
-            return _revisions(connection) == [head]
+            found = _revisions(connection) == [head]
     except sqlalchemy.exc.SQLAlchemyError:
         return False
     finally:
         engine.dispose()
+    if found:
+        _AT_HEAD.add(url)
+    return found
 
 
 @functools.cache

@@ -2,10 +2,10 @@
 instead of when it calls fit() seconds later. Traced on cluster up (digits-mlp, one
 worker, a fast day): fit() at 3.6 s, then the placement group and a new worker process 1.2 s, the worker's import
 of torch for the process group 1.5 s, and torch's first optimizer 1.1 s (it imported torch._dynamo then; optim.py's
-do not) — one after the other, before the first epoch at ~8 s. Here the same placement group and the same RayTrainWorker actors are
-made while the driver still sets up its flow, and each imports what those steps import; LeanWorkerGroup
-(lean.py) takes them over when its group asks for the same bundles, else they are removed and Ray Train makes
-its own. Ray Train keeps everything else: the synchronization actor, the backend, the train function, a
+do not) — one after the other, before the first epoch at ~8 s. Here the same placement group and the same
+RayTrainWorker actors are made while the driver still sets up its flow, and each imports what those steps import;
+LeanWorkerGroup (lean.py) takes them over when its group asks for the same bundles, else they are removed and Ray
+Train makes its own. Ray Train keeps everything else: the synchronization actor, the backend, the train function, a
 restarted group (Ray's path). Unused, they go with the command's Ray job. CONDUCTOR_EARLY_WORKERS=0 turns it off
 (benchmarks/first_epoch.py's comparison). Alternating on/off: first epoch 8.5 -> 6.8 s with cluster up, 13.1 ->
 10.9 s on the embedded default (medians of 5 and 4 pairs, every pair faster)."""

@@ -65,3 +65,21 @@ def test_a_database_at_an_older_revision_gets_optunas_check_and_message(tmp_path
         c.execute("UPDATE alembic_version SET version_num = 'v3.0.0.d'")
     with pytest.raises(UserError, match="no longer compatible"):
         make_storage(f"sqlite:///{db}", heartbeat=False)
+
+
+def test_a_database_found_at_head_is_not_asked_again_in_the_process(tmp_path, monkeypatch):
+    import sqlalchemy
+
+    from tasks.sweep import schema
+
+    url, older = f"sqlite:///{tmp_path / 'o.db'}", f"sqlite:///{tmp_path / 'old.db'}"
+    make_storage(url, heartbeat=False)
+    make_storage(older, heartbeat=False)
+    with sqlite3.connect(tmp_path / "old.db") as c:
+        c.execute("UPDATE alembic_version SET version_num = 'v3.0.0.d'")
+    assert schema.at_head(url, {}) and not schema.at_head(older, {})
+    asked = []
+    real = sqlalchemy.create_engine
+    monkeypatch.setattr(sqlalchemy, "create_engine", lambda *a, **k: asked.append(a[0]) or real(*a, **k))
+    assert schema.at_head(url, {}) and not schema.at_head(older, {})
+    assert asked == [older]  # the one at head answered from the process's memory; the other asked again
