@@ -1,12 +1,12 @@
 """`conductor cluster up | down | status`: a real cluster of separate processes on 127.0.0.1.
 
-Prefect server + a process work pool and its worker, a Ray head plus one Ray worker node, a Dask
-scheduler plus workers. Addresses go to runs/cluster/profile.json (every later command reads it;
-masked, with any credential in secrets.json beside it, both 0600), pids and logs to runs/cluster/.
-Every service answers only who holds this cluster's credentials (cluster/credentials.py): Prefect's API
-an auth string, Dask a TLS certificate, Ray a token. The Dask dashboard (HTTPS on 127.0.0.1) asks for the
-same certificate; `status` shows its URL and how to open it. `down` stops exactly the processes `up` started
-and removes the credentials.
+Prefect server + a process work pool and its worker, a Ray head plus one Ray worker node, a Dask scheduler plus
+workers, and a command server that later runs and sweeps start from (cluster/commands.py). Addresses go to
+runs/cluster/profile.json (every later command reads it; masked, with any credential in secrets.json beside it, both
+0600), pids and logs to runs/cluster/. Every service answers only who holds this cluster's credentials
+(cluster/credentials.py): Prefect's API an auth string, Dask a TLS certificate, Ray a token, the command server its
+owner's uid. The Dask dashboard (HTTPS on 127.0.0.1) asks for the same certificate; `status` shows its URL and how
+to open it. `down` stops exactly the processes `up` started and removes the credentials.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import credentials, prefect_db, zombies
+from . import commands, credentials, prefect_db, zombies
 from .connect import QUIET_ENV, ray_temp_dir
 from .dashboard import dashboard_answers
 from .processes import (
@@ -28,6 +28,7 @@ from .processes import (
     alive,
     answers_http,
     answers_tcp,
+    answers_unix,
     bin_path,
     cluster_dir,
     dask_workers,
@@ -151,8 +152,9 @@ class LocalCluster:
             s.address = {"prefect-server": prefect_url, "ray-head": ray_address, "ray-worker": ray_address,
                          "dask-scheduler": dask_address, "dask-workers": dask_address,
                          "prefect-worker": f"pool {POOL}"}.get(s.name, "")
-        self._save_pids()
         profile = save_profile(profile)
+        commands.start(self, log)
+        self._save_pids()
         profile["up_seconds"] = round(time.monotonic() - t0, 1)
         log(f"cluster up in {profile['up_seconds']}s: Prefect {profile['ui_url']}, Ray {ray_address}, Dask {dask_address} "
             f"(dashboard {dashboard_url}, with the cluster's certificate)")
@@ -275,19 +277,17 @@ class LocalCluster:
 
     # ------------------------------------------------------------ status
     def status(self) -> list[dict]:
-        prof = self.profile()
-        rows = []
+        prof, rows = self.profile(), []
+        port = lambda key: int(prof[key].rsplit(":", 1)[1])  # noqa: E731
+        checks = {"prefect-server": lambda s: answers_http(f"{prof.get('prefect_api_url')}/health"),
+                  "ray-head": lambda s: answers_tcp(port("ray_address")),
+                  "dask-scheduler": lambda s: answers_tcp(port("dask_address")),
+                  "commands": lambda s: answers_unix(Path(s.address))}
         for s in self.load():
             running = alive(s.pid, s.started)
-            answers = running
-            if running and s.name == "prefect-server":
-                answers = answers_http(f"{prof.get('prefect_api_url')}/health")
-            elif running and s.name == "ray-head":
-                answers = answers_tcp(int(prof["ray_address"].rsplit(":", 1)[1]))
-            elif running and s.name == "dask-scheduler":
-                answers = answers_tcp(int(prof["dask_address"].rsplit(":", 1)[1]))
-            rows.append({"service": s.name, "address": redact_url(s.address), "pid": s.pid, "running": running, "answers": answers,
-                         "log": s.log})
+            answers = running and checks.get(s.name, lambda _: True)(s)
+            rows.append({"service": s.name, "address": redact_url(s.address), "pid": s.pid, "running": running,
+                         "answers": answers, "log": s.log})
             if s.name == "dask-scheduler" and prof.get("dask_dashboard_url"):  # served by the scheduler's process
                 url = prof["dask_dashboard_url"]
                 rows.append({"service": "dask-dashboard", "address": redact_url(url), "pid": s.pid, "running": running,

@@ -14,6 +14,7 @@ from pathlib import Path
 from .settings import home
 
 LOOPBACK = "127.0.0.1"
+STARTED_ENV: dict[str, str] = {}  # the environment the command was started with (flows/cli): the command server's
 
 
 class ClusterError(RuntimeError):
@@ -56,6 +57,12 @@ def answers_tcp(port: int, host: str = LOOPBACK) -> bool:
     with socket.socket() as s:
         s.settimeout(1.0)
         return s.connect_ex((host, port)) == 0
+
+
+def answers_unix(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(1.0)
+        return s.connect_ex(str(path)) == 0
 
 
 def answers_http(url: str, method: str = "GET", headers: dict | None = None) -> bool:

@@ -5,6 +5,16 @@ from .app import app
 
 
 def main() -> None:
+    import os
+    import sys
+
+    from cluster.processes import STARTED_ENV
+    from cluster.settings import home
+    from .handover import hand_over
+
+    STARTED_ENV.update(os.environ)  # as the user started it: what `cluster up` gives its command server
+    if (code := hand_over(sys.argv, home())) is not None:  # a run or sweep on `cluster up`'s warm imports
+        leave(code)
     try:
         app()
         code = 0

@@ -461,7 +461,8 @@ def test_cluster_up_submit_sweep_down(tmp_path, postgres_db):
         assert status.returncode == 0, status.stdout + status.stderr
         services = {r["service"]: r for r in last_json(status)}
         assert set(services) == {"prefect-server", "prefect-worker", "ray-head", "ray-worker", "dask-scheduler",
-                                 "dask-workers", "dask-dashboard"} and all(r["answers"] for r in services.values())
+                                 "dask-workers", "dask-dashboard", "commands"}
+        assert all(r["answers"] for r in services.values())
         assert services["dask-dashboard"]["address"] == dashboard  # and how to open it, under the table:
         assert f"Dask dashboard: {dashboard}" in status.stderr and f"--cacert {home / 'cluster' / 'tls' / 'ca.pem'}" \
             in status.stderr and "dashboard.p12" in status.stderr
@@ -497,6 +498,9 @@ def test_cluster_up_submit_sweep_down(tmp_path, postgres_db):
         straight = optuna.load_study(study_name=f"{name}-direct",
                                      storage=make_storage(env["CONDUCTOR_OPTUNA_STORAGE"], heartbeat=False))
         assert {tr.user_attrs["node_id"] for tr in straight.trials} <= nodes  # on the cluster's nodes
+        served = (home / "cluster" / "logs" / "commands.log").read_text()  # both on the command server's imports
+        assert served.count(": conductor run\n") == 1 and served.count(": conductor sweep\n") == 1, served
+        assert served.count(": exit 0\n") == 2, served
         # the warm workers of the submitted sweep stayed up (torch loaded) and ran the direct sweep's trials
         assert {tr.user_attrs["worker_pid"] for tr in straight.trials} <= {tr.user_attrs["worker_pid"] for tr in study.trials}
         status = run_cli("cluster", "status", env=env, timeout=120)

@@ -145,6 +145,7 @@ def test_up_hands_each_service_its_credential(home, monkeypatch):
     seen = {}
     monkeypatch.setattr(LocalCluster, "_wait_all", lambda *a, **k: None)
     monkeypatch.setattr(LocalCluster, "_spawn", lambda self, name, args, env=None: seen.setdefault(name, (args, env)))
+    monkeypatch.setattr("cluster.commands.wait_until", lambda *a, **k: None)
     profile = cluster.up(log=lambda *_: None)
     assert profile["dask_address"].startswith("tls://") and profile["prefect_api_auth_string"] == "***"
     auth = json.loads(cs.secrets_path().read_text())["prefect_api_auth_string"]
@@ -161,6 +162,10 @@ def test_up_hands_each_service_its_credential(home, monkeypatch):
     assert profile["dask_dashboard_url"].startswith("https://127.0.0.1:")
     # no route in the environment: only owner_only_scheduler, with the certificate required, serves any
     assert dask_env["DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES"] == "[]"
+    # the command server gets the caller's environment, as the commands it serves have it: no server's setting
+    commands_args, commands_env = seen["commands"]
+    assert commands_args[-2:] == ["flows.cli.command_server", str(home / "cluster" / "commands.sock")]
+    assert "PREFECT_SERVER_API_AUTH_STRING" not in commands_env and auth not in json.dumps(commands_env)
 
 
 def _call(app, path="/dashboard", query="", **headers):
