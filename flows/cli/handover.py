@@ -30,8 +30,18 @@ from pathlib import Path
 HANDED = ("run", "sweep")  # the commands whose start-up is the engines' imports
 # what the engines read when they are imported: a command whose environment differs here runs in its own process
 MATCHED = ("PREFECT_", "DASK_", "RAY_", "PYTHON", "CONDUCTOR_HOME", "HOME", "LANG", "LC_", "MPLCONFIGDIR", "WANDB_")
-PRELOAD = ("flows.cli", "flows.sweep", "flows.pipeline", "tasks.sweep.pool", "tasks.sweep.optimize",
-           "tasks.sweep.objective", "tasks.spec_file", "flows.engines", "prefect.flow_engine", "fastapi.encoders")
+# what a run's and a sweep's command import (their flows, Ray's client, SQLAlchemy for Optuna's storage, the sweep's
+# driver), not pyarrow: its jemalloc keeps a thread of its own, which a fork does not copy
+PRELOAD = ("flows.cli", "flows.sweep", "flows.pipeline", "flows.engines", "tasks.spec_file", "tasks.names",
+           "tasks.data.precheck", "tasks.sweep.pool", "tasks.sweep.optimize", "tasks.sweep.objective",
+           "tasks.sweep.trials", "tasks.sweep.worker", "tasks.sweep.plots", "tasks.sweep.live", "tasks.sweep.job",
+           "models", "cluster.probe", "ray", "ray.actor", "ray.util.placement_group", "optuna.storages._rdb.models",
+           "sqlalchemy.dialects.sqlite", "sqlalchemy.dialects.postgresql", "requests", "filelock", "google.protobuf",
+           "uvloop", "tornado.platform.asyncio", "prefect.flow_engine", "prefect.artifacts",
+           "prefect.utilities.visualization", "fastapi.encoders", "ray.dag", "ray._common.usage.usage_lib",
+           "ray._private.runtime_env.uv_runtime_env_hook", "anyio._backends._asyncio", "anyio.streams.tls",
+           "email.policy", "pydantic.deprecated.class_validators", "pydantic.deprecated.config", "rich._emoji_codes",
+           "optparse", "typer._adapters")
 ROOT = Path(__file__).resolve().parents[1]
 MAX_MESSAGE = 1 << 20
 SERVED = {"child": False}  # True in a child of the server: it runs the command itself
