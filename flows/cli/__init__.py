@@ -10,6 +10,7 @@ def main() -> None:
 
     from cluster.processes import STARTED_ENV
     from cluster.settings import home
+
     from .handover import hand_over
 
     STARTED_ENV.update(os.environ)  # as the user started it: what `cluster up` gives its command server
