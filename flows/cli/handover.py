@@ -112,9 +112,15 @@ def hand_over(argv: list[str], home: Path) -> int | None:
     except (OSError, ValueError):
         conn.close()
         return None
+    except KeyboardInterrupt:  # Ctrl-C before the child started (the server kills it when this process is gone)
+        print("interrupted", file=sys.stderr)
+        return 130
     if not reply or "pid" not in reply:
         conn.close()
-        return None  # refused (the server's log says why): this process runs it
+        if "--debug" in argv or os.environ.get("CONDUCTOR_DEBUG") == "1":
+            print(f"note: not run by the command server of `cluster up`: {(reply or {}).get('refused')}",
+                  file=sys.stderr)
+        return None  # refused (the server's log says why too): this process runs it
     pid = reply["pid"]
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda signum, _: _kill(pid, signum))

@@ -66,10 +66,12 @@ def test_a_handed_run_answers_as_its_own_process_would(server):
 def test_another_environment_runs_in_its_own_process(server):
     env, log = server
     before = children(log, "run")
-    other = conductor({**env, "PREFECT_LOGGING_LEVEL": "DEBUG"}, "run", ROOT / "experiments" / "digits-cnn.yaml",
-                      "--set", "train.lr=-1")
+    other = conductor({**env, "PREFECT_LOGGING_LEVEL": "DEBUG", "CONDUCTOR_DEBUG": "1"}, "run",
+                      ROOT / "experiments" / "digits-cnn.yaml", "--set", "train.lr=-1")
     _, err = other.communicate(timeout=120)
-    assert other.returncode == 2 and err.startswith("error: ")
+    assert other.returncode == 2 and err.strip().splitlines()[-1].startswith("error: ")
+    assert err.startswith("note: not run by the command server of `cluster up`: another environment in "
+                          "PREFECT_LOGGING_LEVEL\n")  # with --debug, why
     assert children(log, "run") == before and "another environment in PREFECT_LOGGING_LEVEL" in log.read_text()
 
 
