@@ -42,7 +42,7 @@ PRELOAD = ("flows.cli", "flows.sweep", "flows.pipeline", "flows.engines", "tasks
            "ray._private.runtime_env.uv_runtime_env_hook", "anyio._backends._asyncio", "anyio.streams.tls",
            "email.policy", "pydantic.deprecated.class_validators", "pydantic.deprecated.config", "rich._emoji_codes",
            "optparse", "typer._adapters")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: flows/cli/handover.py
 MAX_MESSAGE = 1 << 20
 SERVED = {"child": False}  # True in a child of the server: it runs the command itself
 
