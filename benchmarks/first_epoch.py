@@ -7,7 +7,8 @@ command's start to its first epoch line on stderr, against
 
 for (b) the embedded default (every engine started by the command) and (c) with `conductor cluster up` running, and
 (c0) the same without the head start a run takes as it connects to Ray: the worker processes it asks each raylet for
-and its Ray Train workers made before fit() (CONDUCTOR_PRESTART=0 CONDUCTOR_EARLY_WORKERS=0), alternated with (c).
+and its Ray Train workers made before fit() (CONDUCTOR_PRESTART=0 CONDUCTOR_EARLY_WORKERS=0), and (c1) without
+`cluster up`'s command server (CONDUCTOR_COMMAND_SERVER=off: the command imports the engines itself), in turn with (c).
 Each conductor figure is the median of --repeat runs after one run that fills the preprocessing cache (and, on the
 cluster, starts its Dask worker's imports). Prints the ratios and where (c)'s time goes.
 """
@@ -87,16 +88,19 @@ def series(home: Path, repeat: int) -> list[dict]:
     return [first_epoch(home) for _ in range(repeat)]
 
 
-def paired(home: Path, repeat: int) -> tuple[list[dict], list[dict]]:
-    """(c) and (c0) alternated, after one run that fills the cache: each pair ran in the same minute."""
+def paired(home: Path, repeat: int) -> tuple[list[dict], list[dict], list[dict]]:
+    """(c), (c0) and (c1) in turn, after one run that fills the cache: each triple ran in the same minute."""
     first_epoch(home)
-    runs: dict[str, list[dict]] = {"1": [], "0": []}
+    modes = {"c": {}, "c0": {"CONDUCTOR_PRESTART": "0", "CONDUCTOR_EARLY_WORKERS": "0"},
+             "c1": {"CONDUCTOR_COMMAND_SERVER": "off"}}
+    runs: dict[str, list[dict]] = {m: [] for m in modes}
     for i in range(repeat):
-        for flag in ("1", "0") if i % 2 == 0 else ("0", "1"):
-            os.environ["CONDUCTOR_PRESTART"] = os.environ["CONDUCTOR_EARLY_WORKERS"] = flag
-            runs[flag].append(first_epoch(home))
-    os.environ.pop("CONDUCTOR_PRESTART"), os.environ.pop("CONDUCTOR_EARLY_WORKERS")
-    return runs["1"], runs["0"]
+        for mode in list(modes)[i % 3:] + list(modes)[:i % 3]:
+            os.environ.update(modes[mode])
+            runs[mode].append(first_epoch(home))
+            for var in modes[mode]:
+                os.environ.pop(var)
+    return runs["c"], runs["c0"], runs["c1"]
 
 
 def main() -> None:
@@ -119,14 +123,15 @@ def main() -> None:
         plain = time.perf_counter() - t0
         f_wall, f_init, f_actor = floor()
         cold = series(home, args.repeat)
-        warm, unstarted = [], []
+        warm, unstarted, own = [], [], []
         if not args.no_cluster:
             with cluster_up(home):
-                warm, unstarted = paired(home, args.repeat)
-    report(plain, inner, (f_wall, f_init, f_actor), cold, warm, unstarted)
+                warm, unstarted, own = paired(home, args.repeat)
+    report(plain, inner, (f_wall, f_init, f_actor), cold, warm, unstarted, own)
 
 
-def report(plain: float, inner: float, floor: tuple, cold: list[dict], warm: list[dict], unstarted: list[dict]) -> None:
+def report(plain: float, inner: float, floor: tuple, cold: list[dict], warm: list[dict], unstarted: list[dict],
+           own: list[dict]) -> None:
     print(f"\nfirst_epoch: digits-mlp, 1 epoch, 1 Ray Train worker; median of {len(cold)} runs after one that "
           f"fills the cache\n")
     print(f"  (a) plain PyTorch script, first epoch done            {plain:6.1f} s (inside python {inner:.1f} s)")
@@ -145,11 +150,13 @@ def report(plain: float, inner: float, floor: tuple, cold: list[dict], warm: lis
               f"ray.init {t['ray_start_s']:.1f} s), preprocessing wait {t['preprocess_wait_s']:.1f} s, baselines "
               f"(scored beside training) waited for {t['baselines_s']:.1f} s after it, Ray Train {t['train_s']:.1f} s of which epochs {t['epochs_s']:.1f} s and "
               f"test evaluation {t['evaluate_s']:.1f} s; whole command {runs[-1]['wall_s']:.1f} s")
-    if unstarted:
-        off = [r["first_s"] for r in unstarted]
-        diffs = [w["first_s"] - u["first_s"] for w, u in zip(warm, unstarted, strict=True)]
-        print(f"  (c0) cluster up, no head start (processes, workers)  {statistics.median(off):6.1f} s "
-              f"({', '.join(f'{x:.1f}' for x in off)}); (c) - (c0) per pair, median {statistics.median(diffs):+.1f} s")
+    for label, other in (("(c0) cluster up, no head start (processes, workers)", unstarted),
+                         ("(c1) cluster up, in its own process (no command server)", own)):
+        if other:
+            off = [r["first_s"] for r in other]
+            diffs = [w["first_s"] - u["first_s"] for w, u in zip(warm, other, strict=True)]
+            print(f"  {label:<52} {statistics.median(off):6.1f} s ({', '.join(f'{x:.1f}' for x in off)}); "
+                  f"(c) - {label[:4]} per pair, median {statistics.median(diffs):+.1f} s")
     if warm:
         print(f"\n  goal: first epoch <= 8 s with cluster up: "
               f"{'met' if statistics.median(r['first_s'] for r in warm) <= 8 else 'not met'}")

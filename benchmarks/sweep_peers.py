@@ -8,7 +8,9 @@
   (c) `conductor sweep` with the spec's defaults (W&B offline on, as a user runs it), parallel 2:
       cold (no conductor, Ray or Prefect process alive: the first command in a new home, which also creates
       Prefect's database, then a second one), then with `conductor cluster up` running: its first
-      sweep (which starts the warm workers the cluster keeps) and warm (the next sweep, which reuses them)
+      sweep (which starts the warm workers the cluster keeps) and warm (the next sweep, which reuses them, started
+      by `cluster up`'s command server from its warm imports), alternated with "warm own proc", the same sweep
+      with CONDUCTOR_COMMAND_SERVER=off (the command imports the engines itself, as it did before that server)
 
 Work: scikit-learn's digits, the CNN of experiments/digits-cnn.yaml (conv 32-64, hidden 128), 12 trials
 x up to 9 epochs, random sampler, successive halving (Optuna's for a and c, ASHA for b), space lr x
@@ -19,9 +21,10 @@ the CPU every process of the machine used meanwhile, by kind (sampled from /proc
 2 cores a cold sweep keeps both busy from its first second to its last trial, so its wall is its CPU over two.
 
 --repeat N (default 3): (a), (a') and (c) cold run N times each, alternated (a, a', c, a, a', c, ...), and (c) warm
-N times on the cluster; the ratios are of the medians (this 2-core machine's speed swings by up to ~20 % within
-minutes: two runs of the same sweep in the same minute differed by 4 s), each run's wall is printed, and the
-breakdown is the median run's. (b) and the two once-only sweeps (a new home's first, the cluster's first) run once.
+N times on the cluster (alternated with N in its own process); the ratios are of the medians (this 2-core machine's
+speed swings by up to ~20 % within minutes: two runs of the same sweep in the same minute differed by 4 s), each
+run's wall is printed, and the breakdown is the median run's. (b) and the two once-only sweeps (a new home's first,
+the cluster's first) run once.
 """
 from __future__ import annotations
 
@@ -220,7 +223,7 @@ def run_peer(mode: str, prepared_dir: str, trials: int, epochs: int, tmp: Path) 
     return {"wall_s": wall, "cpu": use, **json.loads(out.read_text())}
 
 
-def conductor(home: Path, trials: int, epochs: int, study: str) -> dict:
+def conductor(home: Path, trials: int, epochs: int, study: str, extra_env: dict | None = None) -> dict:
     """(c): the CLI as a user runs it, in a fresh process."""
     import optuna
 
@@ -229,7 +232,7 @@ def conductor(home: Path, trials: int, epochs: int, study: str) -> dict:
     args = [sys.executable, "-m", "flows", "sweep", str(SPEC), "--json", "--study", study]
     for k, v in overrides(trials, epochs).items():
         args += ["--set", f"{k}={json.dumps(v) if v is not None else 'null'}"]
-    env = {**os.environ, "CONDUCTOR_HOME": str(home), "CONDUCTOR_TRIAL_THREADS": "1"}
+    env = {**os.environ, "CONDUCTOR_HOME": str(home), "CONDUCTOR_TRIAL_THREADS": "1", **(extra_env or {})}
     with cpu_use() as use:
         t0 = time.perf_counter()
         proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, env=env)
@@ -302,16 +305,21 @@ def main() -> None:
             with cluster_up(home):
                 # the first sweep on the cluster starts its warm workers (tasks/sweep/warm.py); the next finds them
                 res["c 1st on cluster"] = conductor(home, args.trials, args.epochs, "warm-first")
-                res["c warm"] = median_run([conductor(home, args.trials, args.epochs, f"warm{i}") for i in range(n)])
+                warm, own = [], []
+                for i in range(n):  # alternated: with the command server (cluster up's), and in its own process
+                    warm.append(conductor(home, args.trials, args.epochs, f"warm{i}"))
+                    own.append(conductor(home, args.trials, args.epochs, f"own{i}",
+                                         {"CONDUCTOR_COMMAND_SERVER": "off"}))
+                res["c warm"], res["c warm own proc"] = median_run(warm), median_run(own)
     print(f"\nsweep_peers: digits CNN, {args.trials} trials x <= {args.epochs} epochs, random sampler, "
           "successive halving, 2 at a time\n")
-    for name in ("a", "a'", "b", "c cold new home", "c cold", "c 1st on cluster", "c warm"):
+    for name in ("a", "a'", "b", "c cold new home", "c cold", "c 1st on cluster", "c warm", "c warm own proc"):
         if name not in res:
             continue
         r = res[name]
         each = f"  (median of {', '.join(f'{w:.1f}' for w in r['walls'])})" if len(r.get("walls", [])) > 1 else ""
         print(f"  ({name:<17}) wall {r['wall_s']:6.1f} s  epochs {r['epochs']:4d}  best val/accuracy {r['best_val']}{each}")
-    for name in ("c cold new home", "c cold", "c 1st on cluster", "c warm"):
+    for name in ("c cold new home", "c cold", "c 1st on cluster", "c warm", "c warm own proc"):
         if name in res:
             c = res[name]
             ratios = "   ".join(f"({name}) / ({peer}) = {c['wall_s'] / res[peer]['wall_s']:.2f}x"
