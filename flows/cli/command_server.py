@@ -29,8 +29,8 @@ def _peer_uid(conn: socket.socket) -> int:
     return struct.unpack("3i", creds)[1]
 
 
-def _refusal(req: dict | None, fds: list[int], env: dict, version: str) -> str | None:
-    if not req or len(fds) != 3:
+def _refusal(req: dict, fds: list[int], env: dict, version: str) -> str | None:
+    if len(fds) != 3:
         return "not a command"
     if req.get("code") != version:
         return "other code (conductor's sources changed since `cluster up`)"
@@ -124,6 +124,8 @@ def _accept(listener, sel, children: dict, env: dict, version: str) -> None:
             return
         conn.settimeout(5)
         req, fds = receive(conn, max_fds=3)
+        if req is None:  # a probe (`cluster status`, `up` waiting for the socket): it connected and left
+            raise OSError("no request")
         if reason := _refusal(req, fds, env, version):
             log(f"not serving a command: {reason}")
             send(conn, {"refused": reason})

@@ -67,7 +67,8 @@ def send(sock: socket.socket, obj: dict, fds: tuple[int, ...] = ()) -> None:
     if fds:
         sent = socket.send_fds(sock, [data], list(fds))
         data = data[sent:]
-    sock.sendall(data)
+    if data:  # nothing left: no send at all (a peer that has answered and closed would make it a broken pipe)
+        sock.sendall(data)
 
 
 def receive(sock: socket.socket, max_fds: int = 0) -> tuple[dict | None, list[int]]:
