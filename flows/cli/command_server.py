@@ -30,7 +30,7 @@ def _peer_uid(conn: socket.socket) -> int:
 
 
 def _refusal(req: dict, fds: list[int], env: dict, version: str) -> str | None:
-    if len(fds) != 3:
+    if not isinstance(req, dict) or len(fds) != 3 or not isinstance(req.get("argv"), list):
         return "not a command"
     if req.get("code") != version:
         return "other code (conductor's sources changed since `cluster up`)"
@@ -42,33 +42,44 @@ def _refusal(req: dict, fds: list[int], env: dict, version: str) -> str | None:
 
 
 def _child(req: dict, fds: list[int], inherited: list) -> None:
-    """In the forked child: become the command (its descriptors, directory, environment, arguments) and run it."""
+    """In the forked child: become the command and run it; never returns."""
     try:
-        for obj in inherited:
-            obj.close()
-        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
-            signal.signal(sig, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        for target, fd in enumerate(fds):
-            os.dup2(fd, target)
-            if fd > 2:
-                os.close(fd)
-        os.chdir(req["cwd"])
-        os.umask(req["umask"])
-        os.environ.clear()
-        os.environ.update(req["env"])
-        sys.argv = list(req["argv"])
-        sys.stdout.reconfigure(line_buffering=sys.stdout.isatty())  # the server's stdout was a log file
-        if "numpy" in sys.modules:
-            sys.modules["numpy"].random.seed()  # Python's own random reseeds itself at a fork; numpy's does not
-        from cluster.connect import quiet_env
+        _become(req, fds, inherited)
+    except BaseException as e:  # noqa: BLE001 - before the command ran: said on its stderr, exit 1
+        print(f"failed: the command server of `cluster up` could not start this command: {type(e).__name__}: {e}",
+              file=sys.stderr, flush=True)
+        os._exit(1)
+    try:
         from flows.cli import main
 
-        quiet_env()  # what importing flows.sweep did to the server's environment, now to the command's
-        SERVED["child"] = True
         main()  # ends in os._exit with the command's code
     finally:
         os._exit(1)
+
+
+def _become(req: dict, fds: list[int], inherited: list) -> None:
+    """The command's descriptors, signals, directory, umask, environment and arguments, in this process."""
+    for obj in inherited:
+        obj.close()
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+        if fd > 2:
+            os.close(fd)
+    os.chdir(req["cwd"])
+    os.umask(req["umask"])
+    os.environ.clear()
+    os.environ.update(req["env"])
+    sys.argv = list(req["argv"])
+    sys.stdout.reconfigure(line_buffering=sys.stdout.isatty())  # the server's stdout was a log file
+    if "numpy" in sys.modules:
+        sys.modules["numpy"].random.seed()  # Python's own random reseeds itself at a fork; numpy's does not
+    from cluster.connect import quiet_env
+
+    quiet_env()  # what importing flows.sweep did to the server's environment, now to the command's
+    SERVED["child"] = True
 
 
 def serve(path: Path) -> None:
@@ -131,14 +142,20 @@ def _accept(listener, sel, children: dict, env: dict, version: str) -> None:
             send(conn, {"refused": reason})
             raise OSError(reason)
     except (OSError, ValueError):
-        for fd in fds:
-            os.close(fd)
-        conn.close()
+        _drop(conn, fds)
         return
-    inherited = [listener, sel, conn, *children.values()]
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError as e:  # out of memory or of processes: the command runs in its own process
+        log(f"not serving a command: {type(e).__name__}: {e}")
+        try:
+            send(conn, {"refused": f"{type(e).__name__}: {e}"})
+        except OSError:
+            pass
+        _drop(conn, fds)
+        return
     if pid == 0:
-        _child(req, fds, inherited)
+        _child(req, fds, [listener, sel, conn, *children.values()])
     for fd in fds:
         os.close(fd)
     conn.settimeout(None)
@@ -148,7 +165,13 @@ def _accept(listener, sel, children: dict, env: dict, version: str) -> None:
         sel.register(conn, selectors.EVENT_READ, pid)
     except OSError:
         _signal(pid, signal.SIGKILL)  # its command is already gone
-    log(f"child {pid}: conductor {next((a for a in req['argv'][1:] if not a.startswith('-')), '')}")
+    log(f"child {pid}: conductor {next((a for a in req['argv'][1:] if not str(a).startswith('-')), '')}")
+
+
+def _drop(conn: socket.socket, fds: list[int]) -> None:
+    for fd in fds:
+        os.close(fd)
+    conn.close()
 
 
 def _reap(sel, children: dict) -> None:

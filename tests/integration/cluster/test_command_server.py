@@ -17,7 +17,7 @@ import pytest
 
 from cluster.commands import socket_path
 from cluster.processes import answers_unix
-from flows.cli.handover import receive, send
+from flows.cli.handover import code_version, receive, send
 from tests.conftest import ROOT
 
 
@@ -111,6 +111,16 @@ def test_only_the_same_code_and_the_owner_are_served(server):
         send(s, {"argv": ["conductor", "run"], "env": env, "cwd": str(ROOT), "umask": 0o22, "code": "other"},
              fds=(0, 1, 2))
         assert receive(s)[0] == {"refused": "other code (conductor's sources changed since `cluster up`)"}
+    err_r, err_w = os.pipe()  # a command the child cannot become (its directory is gone): one line, exit 1
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(path))
+        send(s, {"argv": ["conductor", "run"], "env": env, "cwd": "/nonexistent", "umask": 0o22,
+                 "code": code_version()}, fds=(0, 1, err_w))
+        os.close(err_w)
+        assert "pid" in receive(s)[0] and receive(s)[0] == {"exit": 1}
+    with os.fdopen(err_r) as err:
+        assert err.read().startswith("failed: the command server of `cluster up` could not start this command: "
+                                     "FileNotFoundError")
     if os.getuid() == 0:  # another user (root can become one): the socket's mode keeps it out
         pid = os.fork()
         if pid == 0:
