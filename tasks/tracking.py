@@ -70,24 +70,21 @@ def warm_imports(mode: str) -> None:
     no_analytics_when_offline(mode)
 
 
-def no_analytics_when_offline(mode: str) -> bool:
+def no_analytics_when_offline(mode: str) -> None:
     """An offline run reaches no server. W&B's own product analytics (OpenTelemetry metrics and logs for W&B's
     servers) follows the process's global W&B settings, not the run's mode: a process whose runs were offline built
     OTLP exporters on its first run (~0.2 s of CPU, two export threads) and, a minute later, looked W&B's server up
     to post to it (a DNS query, seen with strace). Where the mode is offline, W&B's switch for the whole process
-    (`opentelemetry_proxy.disable`) turns them off before the first run; an online run leaves them as W&B has them.
-    True when turned off; a W&B without that switch is left as it is."""
+    (`opentelemetry_proxy.disable`) turns them off before the first run; an online run leaves them as W&B has them,
+    and so does a W&B without that switch."""
     if mode != "offline":
-        return False
+        return
     try:
         from wandb.analytics.opentelemetry import opentelemetry_proxy
     except ImportError:
-        return False
-    disable = getattr(opentelemetry_proxy, "disable", None)
-    if not callable(disable):
-        return False
-    disable()
-    return True
+        return
+    if callable(disable := getattr(opentelemetry_proxy, "disable", None)):
+        disable()
 
 
 STAGING = "wandb.sdk.launch.inputs.internal"  # where W&B Launch stages a job's inputs (wandb.launch.manage_*)

@@ -15,7 +15,16 @@ import threading
 import time
 from pathlib import Path
 
-from flows.cli.handover import MATCHED, PRELOAD, SERVED, code_version, matched, receive, send
+from flows.cli.handover import (
+    MATCHED,
+    PRELOAD,
+    SERVED,
+    code_version,
+    kill_quietly,
+    matched,
+    receive,
+    send,
+)
 
 POLL_S = 0.2
 
@@ -120,7 +129,7 @@ def serve(path: Path) -> None:
                     gone = True
                 if gone:
                     sel.unregister(conn)
-                    _signal(pid, signal.SIGKILL)
+                    kill_quietly(pid, signal.SIGKILL)
                     log(f"child {pid}: its command is gone; killed")
         _reap(sel, children)
 
@@ -164,7 +173,7 @@ def _accept(listener, sel, children: dict, env: dict, version: str) -> None:
         send(conn, {"pid": pid})
         sel.register(conn, selectors.EVENT_READ, pid)
     except OSError:
-        _signal(pid, signal.SIGKILL)  # its command is already gone
+        kill_quietly(pid, signal.SIGKILL)  # its command is already gone
     log(f"child {pid}: conductor {next((a for a in req['argv'][1:] if not str(a).startswith('-')), '')}")
 
 
@@ -197,13 +206,6 @@ def _reap(sel, children: dict) -> None:
         except OSError:
             pass
         conn.close()
-
-
-def _signal(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 if __name__ == "__main__":

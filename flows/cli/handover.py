@@ -124,21 +124,22 @@ def hand_over(argv: list[str], home: Path) -> int | None:
         return None  # refused (the server's log says why too): this process runs it
     pid = reply["pid"]
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, lambda signum, _: _kill(pid, signum))
+        signal.signal(sig, lambda signum, _: kill_quietly(pid, signum))
     try:
         done, _ = receive(conn)
     except (OSError, ValueError):
         done = None
     if done and "exit" in done:
         return done["exit"]
-    while _kill(pid, 0):  # the server went down (`cluster down`) before its child ended
+    while kill_quietly(pid, 0):  # the server went down (`cluster down`) before its child ended
         time.sleep(0.1)
     print("failed: the command's process under `conductor cluster up` ended without an exit code (was the cluster "
           "stopped?)", file=sys.stderr)
     return 1
 
 
-def _kill(pid: int, sig: int) -> bool:
+def kill_quietly(pid: int, sig: int) -> bool:
+    """Signal `pid`; False where it is gone (or not ours)."""
     try:
         os.kill(pid, sig)
         return True
